@@ -1,0 +1,209 @@
+"""Frequent Directions against the streaming and in-memory low-rank peers.
+
+Run from the repository root:
+
+    python benchmarks/bench_fd.py            # both sizes, writes benchmarks/results/bench_fd.md
+    python benchmarks/bench_fd.py --quick    # the small size only
+
+For each matrix (float32, decaying spectrum plus noise) and sketch size l = 64,
+every method runs once in the same process and reports its wall time, the peak
+of memory allocated through NumPy during the run (tracemalloc; BLAS workspaces
+are not seen), and the relative covariance error ||A^T A - B^T B||_2 / ||A||_F^2.
+Times are also given as multiples of one GEMM ``A @ Omega`` (n x D times D x l),
+timed in the same run, and of sketchsel's own time.
+
+IncrementalPCA centres the data, so its error is measured on the centred
+matrix, the one it approximates.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+from sklearn.decomposition import IncrementalPCA
+from sklearn.utils.extmath import randomized_svd
+from threadpoolctl import threadpool_info
+
+from sketchsel import FrequentDirections
+
+SKETCH_SIZE = 64
+SIZES = [(50_000, 512), (200_000, 1_024)]
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "bench_fd.md")
+
+
+def make_matrix(n, d, seed=0):
+    """Rank-40 signal with singular values decaying as 0.9**k, plus 0.1 Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    r = 40
+    A = (rng.standard_normal((n, r), dtype=np.float32) * 0.9 ** np.arange(r, dtype=np.float32)) @ (
+        rng.standard_normal((r, d), dtype=np.float32)
+    )
+    A += 0.1 * rng.standard_normal((n, d), dtype=np.float32)
+    return A
+
+
+def textbook_fd(A, ell):
+    """Liberty's fast FD: a 2l-row buffer, SVD and shrink by the l-th value when full.
+
+    As in the reference code, except that rows appended since the last shrink
+    are kept (one final shrink), so its error is comparable.
+    """
+    n, d = A.shape
+    buffer = np.zeros((2 * ell, d), dtype=A.dtype)
+    filled = 0
+
+    def rotate(rows):
+        _, s, vt = np.linalg.svd(rows, full_matrices=False)
+        s2 = s**2
+        delta = s2[ell - 1] if s2.size >= ell else 0.0
+        out = np.zeros_like(buffer)
+        k = min(ell, s2.size)
+        out[:k] = np.sqrt(np.maximum(s2[:k] - delta, 0.0))[:, None] * vt[:k]
+        return out
+
+    for row in A:
+        if filled == 2 * ell:
+            buffer = rotate(buffer)
+            filled = ell
+        buffer[filled] = row
+        filled += 1
+    return rotate(buffer[:filled])[:ell]
+
+
+def run_sketchsel(A, ell):
+    fd = FrequentDirections(ell, backend="numpy").fit(A)
+    return fd.sketch_, fd
+
+
+def run_sketchsel_row_buffer(A, ell):
+    fd = FrequentDirections(ell, block_size=4 * ell, backend="numpy").fit(A)
+    return fd.sketch_, fd
+
+
+def run_ipca(A, ell):
+    ipca = IncrementalPCA(n_components=ell).fit(A)
+    return ipca.singular_values_[:, None] * ipca.components_, ipca
+
+
+def run_rsvd(A, ell):
+    _, s, vt = randomized_svd(A, ell, random_state=0)
+    return s[:, None] * vt, None
+
+
+def measure(fn, *args):
+    tracemalloc.start()
+    start = time.perf_counter()
+    out = fn(*args)
+    elapsed = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return out, elapsed, peak
+
+
+def spectral_error(gram, B, total):
+    B = np.asarray(B, dtype=np.float64)
+    eigs = np.linalg.eigvalsh(gram - B.T @ B)
+    return max(abs(eigs[0]), abs(eigs[-1])) / total
+
+
+def bench(n, d, ell):
+    A = make_matrix(n, d)
+    omega = np.random.default_rng(1).standard_normal((d, ell), dtype=np.float32)
+    gemm = min(measure(np.matmul, A, omega)[1] for _ in range(3))
+    A64 = A.astype(np.float64)
+    gram = A64.T @ A64
+    total = float(np.trace(gram))
+    centred = A64 - A64.mean(axis=0)
+    gram_c = centred.T @ centred
+    total_c = float(np.trace(gram_c))
+    del A64, centred
+    rows = []
+    results = {}
+    for name, fn in [
+        ("sketchsel FrequentDirections", run_sketchsel),
+        ("sketchsel FrequentDirections, row buffer (block_size=4l)", run_sketchsel_row_buffer),
+        ("textbook FD (2l buffer)", textbook_fd),
+        ("sklearn IncrementalPCA", run_ipca),
+        ("sklearn randomized_svd (in memory)", run_rsvd),
+    ]:
+        out, elapsed, peak = measure(fn, A, ell)
+        B, model = out if isinstance(out, tuple) else (out, None)
+        if name.startswith("sklearn IncrementalPCA"):
+            error = spectral_error(gram_c, B, total_c)
+        else:
+            error = spectral_error(gram, B, total)
+        extra = ""
+        if isinstance(model, FrequentDirections):
+            route = "Gram route" if model.block_size_ is None else (
+                f"block {model.block_size_}, {model.n_shrinks_} shrinks"
+            )
+            extra = f"certificate {model.covariance_error_bound() / total:.2e}, {route}"
+        results[name] = elapsed
+        rows.append((name, elapsed, peak, error, extra))
+        print(f"  {name}: {elapsed:.3f} s, error {error:.2e} {extra}", flush=True)
+    ours = results["sketchsel FrequentDirections"]
+    lines = [
+        f"### A: {n:,} x {d:,} float32, l = {ell}",
+        "",
+        f"One GEMM A @ Omega ({n:,} x {d:,} times {d:,} x {ell}): {gemm * 1e3:.1f} ms. "
+        f"Input matrix: {A.nbytes / 2**20:.0f} MiB.",
+        "",
+        "| method | time (s) | x GEMM | x sketchsel | peak NumPy memory (MiB) "
+        "| rel. covariance error | notes |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, elapsed, peak, error, extra in rows:
+        lines.append(
+            f"| {name} | {elapsed:.3f} | {elapsed / gemm:.1f} | {elapsed / ours:.2f} | "
+            f"{peak / 2**20:.1f} | {error:.2e} | {extra} |"
+        )
+    return lines
+
+
+def environment():
+    blas = ", ".join(
+        f"{i['internal_api']} {i.get('version')} ({i.get('architecture')}, "
+        f"{i['num_threads']} threads)"
+        for i in threadpool_info()
+        if i["user_api"] == "blas"
+    )
+    return (
+        f"Python {platform.python_version()}, NumPy {np.__version__}, {os.cpu_count()} CPU "
+        f"cores, BLAS: {blas}. Run on {datetime.date.today().isoformat()}."
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="only the small matrix")
+    parser.add_argument("--output", default=RESULTS, help="markdown file for the results")
+    args = parser.parse_args(argv)
+    sizes = SIZES[:1] if args.quick else SIZES
+    lines = [
+        "# Frequent Directions benchmark",
+        "",
+        f"Command: `python benchmarks/bench_fd.py{' --quick' if args.quick else ''}`. "
+        + environment(),
+        "",
+        "Peak memory counts arrays allocated through NumPy during the call (tracemalloc), "
+        "not the input. IncrementalPCA's error is that of the centred matrix, which it "
+        "approximates.",
+        "",
+    ]
+    for n, d in sizes:
+        print(f"{n} x {d}, l = {SKETCH_SIZE}", flush=True)
+        lines += bench(n, d, SKETCH_SIZE) + [""]
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, "w") as f:
+        f.write("\n".join(lines))
+    print(f"results written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

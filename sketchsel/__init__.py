@@ -1,0 +1,13 @@
+"""sketchsel: choose which training examples to train on, with sketches.
+
+Estimators follow the scikit-learn API and accept arrays from NumPy, CuPy,
+PyTorch, JAX or any array-API library. Neither PyTorch nor CuPy is imported
+here; they are loaded only when an input or a back-end needs them.
+"""
+
+from ._config import config_context, get_config, set_config
+from .sketch import FrequentDirections
+
+__version__ = "0.1.0"
+
+__all__ = ["FrequentDirections", "config_context", "get_config", "set_config", "__version__"]

@@ -1,0 +1,176 @@
+"""Inputs from any framework, the back-end setting, and agreement between namespaces."""
+
+import subprocess
+import sys
+import threading
+
+import array_api_strict
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_allclose
+
+import sketchsel
+from sketchsel import FrequentDirections, config_context, get_config, set_config
+from sketchsel._array_api import check_array, gpu_available, resolve_backend, to_numpy
+
+needs_gpu = pytest.mark.skipif(not gpu_available(), reason="needs CuPy and a CUDA GPU")
+
+
+def matrix(dtype=np.float64):
+    rng = np.random.default_rng(42)
+    return (rng.standard_normal((600, 24)) * 0.8 ** np.arange(24)).astype(dtype)
+
+
+def gram(fd):
+    B = to_numpy(fd.sketch_).astype(np.float64)
+    return B.T @ B
+
+
+INPUTS = {
+    "numpy": lambda A: A,
+    "list": lambda A: A.tolist(),
+    "torch": lambda A: torch.from_numpy(A),
+    "array_api_strict": lambda A: array_api_strict.asarray(A),
+}
+
+
+@pytest.mark.parametrize("backend", ["numpy", "array_api"])
+@pytest.mark.parametrize("kind", sorted(INPUTS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("block_size", [8, 40])  # row-buffer route, Gram route (D = 24)
+def test_every_namespace_gives_the_numpy_sketch(kind, backend, dtype, block_size):
+    A = matrix(dtype)
+    params = dict(sketch_size=8, n_components=3, block_size=block_size)
+    reference = FrequentDirections(**params, backend="numpy").fit(A)
+    fd = FrequentDirections(**params, backend=backend).fit(INPUTS[kind](A))
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    scale = reference.squared_norm_
+    assert_allclose(gram(fd), gram(reference), atol=tol * scale)
+    assert fd.covariance_error_bound() == pytest.approx(
+        reference.covariance_error_bound(), rel=tol, abs=tol * scale
+    )
+    assert_allclose(
+        to_numpy(fd.singular_values_), reference.singular_values_, rtol=tol, atol=tol
+    )
+    projected = to_numpy(fd.transform(INPUTS[kind](A[:5])))
+    assert_allclose(np.abs(projected), np.abs(reference.transform(A[:5])), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "kind, module",
+    [("torch", torch), ("array_api_strict", array_api_strict), ("numpy", np)],
+)
+def test_array_api_backend_keeps_the_input_namespace(kind, module):
+    fd = FrequentDirections(4, backend="array_api").fit(INPUTS[kind](matrix()))
+    assert type(fd.sketch_).__module__.split(".")[0] == module.__name__
+    assert type(fd.components_) is type(fd.sketch_)
+
+
+def test_numpy_backend_converts_torch_without_touching_it():
+    A = torch.from_numpy(matrix()).requires_grad_(True)
+    before = A.detach().clone()
+    fd = FrequentDirections(4, backend="numpy").fit(A)
+    assert isinstance(fd.sketch_, np.ndarray)
+    assert torch.equal(A.detach(), before)
+
+
+def test_half_precision_torch_becomes_float32():
+    X, _ = check_array(torch.ones((3, 2), dtype=torch.bfloat16), backend="numpy")
+    assert X.dtype == np.float32
+    X, xp = check_array(torch.ones((3, 2), dtype=torch.float16), backend="array_api")
+    assert X.dtype == torch.float32
+
+
+def test_check_array_returns_the_input_when_nothing_to_convert():
+    A = matrix()
+    X, _ = check_array(A, backend="numpy")
+    assert X is A
+
+
+def test_non_finite_rows_are_named_for_every_namespace():
+    A = matrix()
+    A[[3, 7]] = np.nan
+    for kind in INPUTS:
+        with pytest.raises(ValueError, match=r"2 row\(s\): \[3, 7\]"):
+            check_array(INPUTS[kind](A), backend="array_api")
+
+
+def test_auto_backend_is_numpy_without_a_gpu():
+    if gpu_available():
+        pytest.skip("a GPU is present: auto means CuPy here")
+    assert resolve_backend("auto", matrix()) == "numpy"
+    assert resolve_backend(None, torch.zeros((2, 2))) == "numpy"
+
+
+def test_cupy_backend_without_cupy_says_how_to_fix():
+    if gpu_available():
+        pytest.skip("CuPy is available here")
+    with pytest.raises(ImportError, match=r"sketchsel\[cupy\]"):
+        FrequentDirections(2, backend="cupy").fit(matrix())
+
+
+def test_global_backend_setting_and_context():
+    assert get_config() == {"backend": "auto"}
+    with config_context(backend="array_api"):
+        fd = FrequentDirections(3).fit(torch.from_numpy(matrix()))
+        assert isinstance(fd.sketch_, torch.Tensor)
+        # The estimator's own parameter wins over the global setting.
+        fd = FrequentDirections(3, backend="numpy").fit(torch.from_numpy(matrix()))
+        assert isinstance(fd.sketch_, np.ndarray)
+    assert get_config()["backend"] == "auto"
+    set_config(backend="numpy")
+    assert get_config()["backend"] == "numpy"
+
+
+def test_config_is_per_thread():
+    seen = {}
+    with config_context(backend="array_api"):
+        thread = threading.Thread(target=lambda: seen.update(get_config()))
+        thread.start()
+        thread.join()
+    assert seen["backend"] == "auto"
+
+
+@pytest.mark.parametrize("bad", ["gpu", 1])
+def test_unknown_backend_is_rejected(bad):
+    with pytest.raises(ValueError, match="backend must be one of"):
+        set_config(backend=bad)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        with config_context(backend=bad):
+            pass
+
+
+def test_importing_sketchsel_imports_neither_torch_nor_cupy_nor_numba():
+    code = (
+        "import sys, sketchsel; "
+        "print(sorted(m for m in ('torch', 'cupy', 'numba') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert sketchsel.__version__
+
+
+@needs_gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cupy", "auto"])
+def test_cupy_sketch_matches_numpy(backend):
+    import cupy
+
+    A = matrix(np.float32)
+    reference = FrequentDirections(8, block_size=40, backend="numpy").fit(A)
+    fd = FrequentDirections(8, block_size=40, backend=backend).fit(A)
+    assert isinstance(fd.sketch_, cupy.ndarray)
+    assert_allclose(gram(fd), gram(reference), atol=1e-4 * reference.squared_norm_)
+
+
+@needs_gpu
+@pytest.mark.gpu
+def test_torch_cuda_input_stays_on_the_gpu():
+    import cupy
+
+    A = torch.from_numpy(matrix()).cuda()
+    fd = FrequentDirections(8, backend="auto").fit(A)
+    assert isinstance(fd.sketch_, cupy.ndarray)
+    reference = FrequentDirections(8, backend="numpy").fit(matrix())
+    assert_allclose(gram(fd), gram(reference), atol=1e-9 * reference.squared_norm_)

@@ -1,0 +1,19 @@
+"""scikit-learn's estimator conformance checks."""
+
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sketchsel import FrequentDirections
+
+
+@parametrize_with_checks([FrequentDirections(sketch_size=4), FrequentDirections(block_size=3)])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def test_clone_and_params_round_trip():
+    fd = FrequentDirections(7, n_components=3, block_size=5, backend="numpy")
+    params = fd.get_params()
+    assert params == {"sketch_size": 7, "n_components": 3, "block_size": 5, "backend": "numpy"}
+    twin = clone(fd).set_params(sketch_size=9)
+    assert twin.sketch_size == 9 and fd.sketch_size == 7
