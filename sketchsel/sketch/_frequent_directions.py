@@ -91,7 +91,8 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Number of components kept.
     shrinkage_ : float
         Accumulated shrinkage Delta, in float64, including that of merged
-        sketches; see :meth:`covariance_error_bound`.
+        sketches and of absorbing the rows that wait for a full block; see
+        :meth:`covariance_error_bound`.
     squared_norm_ : float
         ``||A||_F^2`` of all rows seen, accumulated in float64.
     n_samples_seen_ : int
@@ -116,11 +117,16 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     -----
     The sketch is of the uncentred rows (``A^T A``, not the covariance about
     the mean), as gradient sketches need. Memory is O((l + b) D) with the row
-    buffer and O(D^2) with the Gram route, whatever the number of rows. The guarantees hold in exact
-    arithmetic; in floating point the error exceeds ``Delta`` by at most
-    round-off, of order ``eps * ||A||_F^2`` with eps that of the dtype.
-    float32 input keeps a float32 sketch; ``Delta`` and ``||A||_F^2`` are
-    accumulated in float64, and the small eigenproblems are solved in float64.
+    buffer and O(D^2) with the Gram route, whatever the number of rows.
+
+    The guarantees hold in exact arithmetic. In floating point the state is
+    kept in float64 whatever the data's dtype (``l x D`` doubles), the Gram
+    products of float32 rows are summed in float64 every few thousand rows,
+    and ``Delta`` and ``||A||_F^2`` are accumulated in float64, so round-off
+    does not build up over long streams: the error can exceed the bound only
+    by the round-off of one Gram product of the data's dtype, and
+    :meth:`covariance_error_bound` covers the final rounding of a float32
+    ``sketch_``.
 
     References
     ----------
@@ -217,8 +223,8 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         X, xp = self._validate(X, backend, reset=reset)
         if reset:
             self._start(X, xp, backend)
-        elif X.dtype != self._state_sketch.dtype:
-            X = xp.astype(X, self._state_sketch.dtype)
+        elif X.dtype != self._state_dtype:
+            X = xp.astype(X, self._state_dtype)
         self._absorb(X, xp)
         return self
 
@@ -244,7 +250,8 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self._state_route, self.block_size_ = plan_blocks(
             rows, n_features, xp.finfo(X.dtype).bits // 8, self.block_size
         )
-        self._state_sketch = xp.zeros((rows, n_features), dtype=X.dtype, device=device(X))
+        self._state_dtype = X.dtype
+        self._state_sketch = xp.zeros((rows, n_features), dtype=xp.float64, device=device(X))
         self._state_shrinkage = 0.0
         self._clear_pending()
         self.n_samples_seen_ = 0
@@ -286,11 +293,14 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         sketch = self._state_sketch
         if self._state_route == "rows":
             return shrink(xp, sketch, self._state_pending, sketch.shape[0])
-        new, delta = shrink_gram(xp, gram64(xp, sketch) + self._state_gram, sketch.shape[0])
-        return xp.astype(new, sketch.dtype), delta
+        return shrink_gram(xp, gram64(xp, sketch) + self._state_gram, sketch.shape[0])
 
     def _readout(self):
-        """(sketch, singular values, right singular vectors, shrinkage) including pending rows."""
+        """The sketch with the pending rows, in float64 and in the data's dtype.
+
+        A tuple (float64 sketch, sketch, singular values, right singular
+        vectors, shrinkage), computed once per state.
+        """
         check_is_fitted(self)
         if self._state_readout is None:
             xp = array_namespace(self._state_sketch)
@@ -303,16 +313,29 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             largest = xp.argmax(xp.abs(vt), axis=1)
             signs = xp.take_along_axis(vt, largest[:, None], axis=1)
             vt = vt * (1.0 - 2.0 * xp.astype(signs < 0, vt.dtype))
-            self._state_readout = (s[:, None] * vt, s, vt, self._state_shrinkage + delta)
+            exact = s[:, None] * vt
+            dtype = self._state_dtype
+            out = xp.astype(exact, dtype)
+            # Rounding B to a narrower dtype moves B^T B by at most
+            # ||E||_2 (2 ||B||_2 + ||E||_2) <= e (2 s_1 + e), with e = ||E||_F.
+            e = float(xp.linalg.vector_norm(xp.astype(out, xp.float64) - exact))
+            self._state_readout = (
+                sketch,
+                out,
+                xp.astype(s, dtype),
+                xp.astype(vt, dtype),
+                self._state_shrinkage + delta,
+                e * (2 * float(s[0]) + e),
+            )
         return self._state_readout
 
     @property
     def sketch_(self):
-        return self._readout()[0]
+        return self._readout()[1]
 
     @property
     def shrinkage_(self):
-        return self._readout()[3]
+        return self._readout()[4]
 
     @property
     def n_components_(self):
@@ -321,11 +344,11 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     @property
     def components_(self):
-        return self._readout()[2][: self.n_components_, :]
+        return self._readout()[3][: self.n_components_, :]
 
     @property
     def singular_values_(self):
-        return self._readout()[1][: self.n_components_]
+        return self._readout()[2][: self.n_components_]
 
     @property
     def _n_features_out(self):
@@ -337,10 +360,13 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Returns
         -------
         bound : float
-            ``Delta``, with ``||A^T A - B^T B||_2 <= Delta`` for the rows A
-            seen so far (merged sketches included) and ``B = sketch_``; also
-            ``Delta <= ||A - A_k||_F^2 / (l + 1 - k)`` for every
-            ``0 <= k <= l``. Divide by ``squared_norm_`` for the relative error.
+            A bound on ``||A^T A - B^T B||_2`` for the rows A seen so far
+            (merged sketches included) and ``B = sketch_``: the shrinkage
+            ``shrinkage_``, which is also ``<= ||A - A_k||_F^2 / (l + 1 - k)``
+            for every ``0 <= k <= l``, plus, for a float32 sketch, the exact
+            effect of rounding ``sketch_`` from the float64 state to float32
+            (of order ``1e-7 * ||B||_2^2``). Divide by ``squared_norm_`` for
+            the relative error.
 
         Examples
         --------
@@ -352,7 +378,8 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         >>> bool(bound <= (fd.squared_norm_ - np.sum(fd.sketch_ ** 2)) / 6 + 1e-9)
         True
         """
-        return self.shrinkage_
+        readout = self._readout()
+        return readout[4] + readout[5]
 
     def transform(self, X):
         """Project X onto the leading directions of the sketch.
@@ -415,12 +442,13 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                 f"Cannot merge sketches of different n_features ({self.n_features_in_} and "
                 f"{other.n_features_in_}); both streams must have the same columns."
             )
-        mine, theirs = self.sketch_, other.sketch_
-        xp = array_namespace(mine)
-        if array_namespace(theirs) is not xp:
+        mine, theirs = self._readout()[0], other._readout()[0]
+        xp, their_xp = array_namespace(mine), array_namespace(theirs)
+        if their_xp.finfo(other._state_dtype).bits == 64:
+            self._state_dtype = xp.float64  # the wider of the two
+        if their_xp is not xp:
             theirs = xp.asarray(to_numpy(theirs), device=device(mine))
-        dtype = xp.result_type(mine.dtype, theirs.dtype)
-        sketch, delta = shrink(xp, xp.astype(mine, dtype), [xp.astype(theirs, dtype)], mine.shape[0])
+        sketch, delta = shrink(xp, mine, [theirs], mine.shape[0])
         shrinkage = self.shrinkage_ + other.shrinkage_ + delta
         self._state_sketch = sketch
         self._state_shrinkage = shrinkage

@@ -37,6 +37,8 @@ _EIGH_SECONDS_K2 = 1.3e-7
 _EIGH_SECONDS_K3 = 6e-11
 # Memory the automatic plan may take, for the row buffer or the D x D Gram.
 _AUTO_BYTES = 128 * 2**20
+# Rows per product summed in the working dtype before the float64 accumulation.
+_GRAM_ROWS = 4096
 
 
 def _eigh_seconds(k):
@@ -130,8 +132,18 @@ def shrink_gram(xp, gram, sketch_rows):
 
 
 def gram64(xp, rows):
-    """``rows^T rows`` computed in the rows' dtype, returned in float64."""
-    return xp.astype(rows.T @ rows, xp.float64)
+    """``rows^T rows`` in float64, from products in the rows' dtype.
+
+    Each product spans at most ``_GRAM_ROWS`` rows, so that float32 sums stay
+    short (round-off grows with the number of terms) while the products keep
+    matrix-multiply speed; the partial sums are added in float64.
+    """
+    n, d = rows.shape
+    gram = xp.zeros((d, d), dtype=xp.float64, device=device(rows))
+    for start in range(0, n, _GRAM_ROWS):
+        piece = rows[start : min(start + _GRAM_ROWS, n), :]
+        gram = gram + xp.astype(piece.T @ piece, xp.float64, copy=False)
+    return gram
 
 
 def shrink(xp, sketch, blocks, sketch_rows):
@@ -141,16 +153,20 @@ def shrink(xp, sketch, blocks, sketch_rows):
     ----------
     xp : namespace
         Array-API namespace of all arrays.
-    sketch : array of shape (s, D)
-        Current sketch (may hold zero rows).
-    blocks : list of arrays of shape (b_i, D), same dtype
-        New rows, possibly in several pieces; never written to.
+    sketch : array of shape (s, D), float64
+        Current sketch (may hold zero rows). It is kept in float64 whatever the
+        data's dtype: it is rounded once per shrink, and in float32 that
+        round-off, of order ``eps * ||S||_2^2`` each time, would add up over a
+        long stream to a sizeable part of the certified error.
+    blocks : list of arrays of shape (b_i, D)
+        New rows in the data's dtype, possibly in several pieces; never
+        written to.
     sketch_rows : int
         Rows of the result, ``min(sketch_size, D)``.
 
     Returns
     -------
-    new_sketch : array of shape (sketch_rows, D)
+    new_sketch : array of shape (sketch_rows, D), float64
         Rows ``sqrt(lambda_i - delta) v_i^T`` in decreasing order, zero rows last.
     delta : float
         The shrinkage, ``lambda_{sketch_rows + 1}`` (0 when there are fewer
@@ -158,23 +174,21 @@ def shrink(xp, sketch, blocks, sketch_rows):
     """
     n_features = sketch.shape[1]
     m = sketch.shape[0] + sum(block.shape[0] for block in blocks)
-    dtype = sketch.dtype
     if m > n_features:
         # No stacking needed: C^T C is the sum of the pieces' Gram matrices.
         gram = gram64(xp, sketch)
         for block in blocks:
             gram = gram + gram64(xp, block)
-        new, delta = shrink_gram(xp, gram, sketch_rows)
-        return xp.astype(new, dtype), delta
-    rows = xp.concat([sketch, *blocks], axis=0)
-    top, vectors, delta = _top_eigenpairs(xp, xp.astype(rows @ rows.T, xp.float64), sketch_rows)
+        return shrink_gram(xp, gram, sketch_rows)
+    rows = xp.concat([sketch, *(xp.astype(block, xp.float64) for block in blocks)], axis=0)
+    top, vectors, delta = _top_eigenpairs(xp, rows @ rows.T, sketch_rows)
     k = top.shape[0]
     # Row i of U^T C has norm sqrt(lambda_i): rescale it to sqrt(lambda_i - delta).
     positive = top > 0
     shrunk = xp.clip(top - delta, min=0.0)
     scale = xp.where(positive, xp.sqrt(shrunk / xp.where(positive, top, 1.0)), 0.0)
-    new = xp.astype((vectors * scale).T, dtype) @ rows
+    new = (vectors * scale).T @ rows
     if k < sketch_rows:
-        pad = xp.zeros((sketch_rows - k, n_features), dtype=dtype, device=device(sketch))
+        pad = xp.zeros((sketch_rows - k, n_features), dtype=xp.float64, device=device(sketch))
         new = xp.concat([new, pad], axis=0)
     return new, delta
