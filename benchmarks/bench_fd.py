@@ -6,9 +6,10 @@ Run from the repository root:
     python benchmarks/bench_fd.py --quick    # the small size only
 
 For each matrix (float32, decaying spectrum plus noise) and sketch size l = 64,
-every method runs once in the same process and reports its wall time, the peak
-of memory allocated through NumPy during the run (tracemalloc; BLAS workspaces
-are not seen), and the relative covariance error ||A^T A - B^T B||_2 / ||A||_F^2.
+every method runs once in the same process, after a warm-up call on a slice,
+and reports its wall time, the peak of memory allocated through NumPy during
+the run (tracemalloc; BLAS workspaces are not seen), and the relative
+covariance error ||A^T A - B^T B||_2 / ||A||_F^2.
 Times are also given as multiples of one GEMM ``A @ Omega`` (n x D times D x l),
 timed in the same run, and of sketchsel's own time.
 
@@ -131,6 +132,7 @@ def bench(n, d, ell):
         ("sklearn IncrementalPCA", run_ipca),
         ("sklearn randomized_svd (in memory)", run_rsvd),
     ]:
+        fn(A[: 4 * d], ell)  # warm-up: imports, thread pools and first-call costs
         out, elapsed, peak = measure(fn, A, ell)
         B, model = out if isinstance(out, tuple) else (out, None)
         if name.startswith("sklearn IncrementalPCA"):

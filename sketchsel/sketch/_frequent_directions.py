@@ -121,7 +121,7 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     The guarantees hold in exact arithmetic. In floating point the state is
     kept in float64 whatever the data's dtype (``l x D`` doubles), the Gram
-    products of float32 rows are summed in float64 every few thousand rows,
+    products of float32 rows are summed in float64 every 16,384 rows,
     and ``Delta`` and ``||A||_F^2`` are accumulated in float64, so round-off
     does not build up over long streams: the error can exceed the bound only
     by the round-off of one Gram product of the data's dtype, and

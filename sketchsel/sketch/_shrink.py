@@ -38,7 +38,7 @@ _EIGH_SECONDS_K3 = 6e-11
 # Memory the automatic plan may take, for the row buffer or the D x D Gram.
 _AUTO_BYTES = 128 * 2**20
 # Rows per product summed in the working dtype before the float64 accumulation.
-_GRAM_ROWS = 4096
+_GRAM_ROWS = 16384
 
 
 def _eigh_seconds(k):
