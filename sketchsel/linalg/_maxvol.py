@@ -1,0 +1,447 @@
+"""Maximum-volume row selection: maxvol, rectangular maxvol and greedy LU pivots.
+
+The algorithms follow Goreinov et al., "How to find a good submatrix" (2010)
+and Mikhalev & Oseledets, "Rectangular maximum-volume submatrices and their
+applications" (2018), with the parameter names and defaults of maxvolpy.
+
+NumPy input runs LAPACK for the start (``getrf`` pivot indices, never a dense
+permutation matrix) and Numba kernels for the iterations; any other array-API
+namespace (CuPy, PyTorch, ...) runs the reference implementation below, which
+the tests hold the kernels to.
+"""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.linalg
+from array_api_compat import is_numpy_namespace
+from sklearn.utils._param_validation import Interval, validate_params
+
+from .._array_api import check_array, device
+
+# The start used by rect_maxvol, as in maxvolpy.
+_START_TOL = 1.05
+
+
+# ----------------------------------------------------------------- reference
+
+
+def _greedy_pivots_reference(xp, A, n_pivots):
+    """Rows chosen by LU with partial pivoting on the first n_pivots columns.
+
+    Returns the rows and the magnitudes of their pivots (the diagonal of U);
+    stops early when the remaining columns vanish.
+    """
+    residual = xp.asarray(A, copy=True)
+    n = A.shape[0]
+    rows = xp.arange(n, device=device(A))
+    taken = xp.zeros(n, dtype=xp.bool, device=device(A))
+    pivots, magnitudes = [], []
+    for k in range(n_pivots):
+        column = xp.where(taken, -1.0, xp.abs(residual[:, k]))
+        p = int(xp.argmax(column))
+        if float(column[p]) <= 0.0:
+            break
+        pivots.append(p)
+        magnitudes.append(float(column[p]))
+        taken = xp.logical_or(taken, rows == p)
+        factors = residual[:, k] / residual[p, k]
+        residual = residual - factors[:, None] * residual[p, :][None, :]
+    return pivots, magnitudes
+
+
+def _coefficients(xp, A, pivots):
+    """C = A A[pivots]^-1, by a solve with the small square submatrix."""
+    square = xp.take(A, xp.asarray(pivots, device=device(A)), axis=0)
+    return xp.linalg.solve(square.T, A.T).T
+
+
+def _swap_loop_reference(xp, C, pivots, tol, max_iters):
+    n, r = C.shape
+    n_iter = 0
+    unit = xp.eye(r, dtype=C.dtype, device=device(C))
+    rows = xp.arange(n, device=device(C))
+    while n_iter < max_iters:
+        flat = int(xp.argmax(xp.reshape(xp.abs(C), (-1,))))
+        i, j = divmod(flat, r)
+        if float(xp.abs(C[i, j])) <= tol:
+            break
+        pivots[j] = i
+        row = C[i, :] / C[i, j] - unit[j, :] / C[i, j]
+        C = C - C[:, j][:, None] * row[None, :]
+        # The new pivot row is e_j exactly (see the Numba kernel).
+        C = xp.where((rows == i)[:, None], unit[j, :][None, :], C)
+        n_iter += 1
+    return C, n_iter
+
+
+def _add_rows_reference(xp, C, pivots, tol, max_rows, min_rows):
+    n = C.shape[0]
+    norms = xp.sum(C * C, axis=1)
+    rows = xp.arange(n, device=device(C))
+    chosen = xp.zeros(n, dtype=xp.bool, device=device(C))
+    for p in pivots:
+        chosen = xp.logical_or(chosen, rows == p)
+    while len(pivots) < max_rows:
+        candidates = xp.where(chosen, -1.0, norms)
+        i = int(xp.argmax(candidates))
+        best = float(candidates[i])
+        if best < 0.0 or (best <= tol * tol and len(pivots) >= min_rows):
+            break
+        coef = C[i, :]
+        v = C @ coef
+        scale = 1.0 / (1.0 + float(norms[i]))
+        C = xp.concat([C - scale * v[:, None] * coef[None, :], scale * v[:, None]], axis=1)
+        norms = norms - scale * v * v
+        chosen = xp.logical_or(chosen, rows == i)
+        pivots.append(i)
+    return C
+
+
+# ------------------------------------------------------------- NumPy/LAPACK
+
+
+def _lapack_start(A, n_pivots):
+    """getrf of A[:, :n_pivots]: pivot rows, pivot magnitudes, and the factors.
+
+    The pivot rows come from getrf's row interchanges, in O(N) memory.
+    """
+    with warnings.catch_warnings():
+        # A zero pivot (rank deficiency) is expected and handled by the callers.
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        lu, ipiv = scipy.linalg.lu_factor(A[:, :n_pivots], check_finite=False)
+    order = np.arange(A.shape[0])
+    for k, p in enumerate(ipiv):
+        order[k], order[p] = order[p], order[k]
+    magnitudes = np.abs(np.diag(lu))
+    vanished = np.flatnonzero(magnitudes == 0)
+    found = int(vanished[0]) if vanished.size else magnitudes.size
+    return order[:found].tolist(), magnitudes[:found].tolist(), lu, order
+
+
+def _lapack_coefficients(lu, order):
+    """C = A A[pivots]^-1 = L L_r^-1 from the LU factors of a full-rank square start.
+
+    With A[order] = L U, row ``order[k]`` of C is ``L[k] L_r^-1``: the pivot
+    rows are the identity and the others one triangular solve, whose unit
+    lower-triangular matrix is better conditioned than A[pivots] itself.
+    """
+    n, r = lu.shape
+    rest = scipy.linalg.solve_triangular(
+        lu[:r], lu[r:].T, trans="T", lower=True, unit_diagonal=True, check_finite=False
+    )
+    C = np.empty((n, r), dtype=lu.dtype)
+    C[order[:r]] = np.eye(r, dtype=lu.dtype)
+    C[order[r:]] = rest.T
+    return C
+
+
+def _start(xp, A, n_pivots):
+    """Greedy pivots of the first n_pivots columns, their magnitudes, and the LU factors.
+
+    The factors (None on the reference path) give C without another solve.
+    """
+    if is_numpy_namespace(xp):
+        pivots, magnitudes, lu, order = _lapack_start(A, n_pivots)
+        return pivots, magnitudes, (lu, order)
+    return (*_greedy_pivots_reference(xp, A, n_pivots), None)
+
+
+def _range_basis(xp, A):
+    """Orthonormal basis of the numerical range of A (rank-revealing)."""
+    if is_numpy_namespace(xp):
+        q, r, _ = scipy.linalg.qr(A, mode="economic", pivoting=True, check_finite=False)
+        magnitudes = np.abs(np.diag(r))
+    else:  # the array API has no pivoted QR; the SVD reveals the rank as well
+        q, magnitudes, _ = xp.linalg.svd(A, full_matrices=False)
+    rank = _rank(xp, A, [float(m) for m in magnitudes])
+    return q[:, :rank]
+
+
+def _rank(xp, A, magnitudes):
+    """Count of pivot magnitudes above ``max(A.shape) * eps`` times the largest."""
+    if not magnitudes or magnitudes[0] <= 0:
+        return 0
+    threshold = max(magnitudes) * max(A.shape) * float(xp.finfo(A.dtype).eps)
+    return sum(1 for m in magnitudes if m > threshold)
+
+
+def _maxvol(xp, A, tol, max_iters):
+    """Body of maxvol on a validated array; returns (pivots list, C, n_iter)."""
+    n, r = A.shape
+    if n <= r:
+        return list(range(n)), xp.eye(n, dtype=A.dtype, device=device(A)), 0
+    pivots, magnitudes, factors = _start(xp, A, r)
+    if len(pivots) < r or _rank(xp, A, magnitudes) < r:
+        # A[pivots] would be (nearly) singular: search in an orthonormal basis
+        # of the range of A instead; C is the same function of the rows there,
+        # and A = C A[pivots] still holds.
+        A = _range_basis(xp, A)
+        if A.shape[1] == 0:
+            return [], xp.zeros((n, 0), dtype=A.dtype, device=device(A)), 0
+        pivots, _, factors = _start(xp, A, A.shape[1])
+    if factors is None:
+        C = _coefficients(xp, A, pivots)
+        C, n_iter = _swap_loop_reference(xp, C, pivots, tol, max_iters)
+        return pivots, C, n_iter
+    from . import _maxvol_numba
+
+    C = _lapack_coefficients(*factors)
+    pivot_array = np.asarray(pivots, dtype=np.int64)
+    n_iter = _maxvol_numba.swap_loop(C, pivot_array, tol, max_iters)
+    return pivot_array.tolist(), C, int(n_iter)
+
+
+def _rect_maxvol(xp, A, tol, max_rows, min_rows, start_maxvol_iters):
+    pivots, C, n_iter = _maxvol(xp, A, _START_TOL, start_maxvol_iters)
+    n = A.shape[0]
+    max_rows = n if max_rows is None else min(max_rows, n)
+    min_rows = 0 if min_rows is None else min(min_rows, max_rows)
+    if is_numpy_namespace(xp):
+        from . import _maxvol_numba
+
+        n_cols = C.shape[1]
+        capacity = max(n_cols, min(max_rows, n_cols + 64))
+        while True:
+            room = np.zeros((n, capacity), dtype=C.dtype)
+            room[:, :n_cols] = C
+            norms = np.einsum("ij,ij->i", C, C).astype(np.float64)
+            chosen = np.zeros(n, dtype=np.bool_)
+            chosen[pivots] = True
+            pivot_array = np.empty(capacity, dtype=np.int64)
+            pivot_array[: len(pivots)] = pivots
+            limit = min(max_rows, capacity)
+            n_cols = _maxvol_numba.add_rows(
+                room, n_cols, norms, chosen, pivot_array, len(pivots), tol * tol, limit,
+                min_rows,
+            )
+            pivots = pivot_array[:n_cols].tolist()
+            C = room[:, :n_cols]
+            if n_cols < capacity or capacity == max_rows:
+                break
+            capacity = min(max_rows, 2 * capacity)
+        return pivots, np.ascontiguousarray(C), n_iter
+    C = _add_rows_reference(xp, C, pivots, tol, max_rows, min_rows)
+    return pivots, C, n_iter
+
+
+def _result(xp, A, pivots, C, n_iter, return_n_iter):
+    pivots = xp.asarray(pivots, dtype=xp.int64, device=device(A))
+    return (pivots, C, n_iter) if return_n_iter else (pivots, C)
+
+
+# -------------------------------------------------------------------- public
+
+
+@validate_params(
+    {
+        "A": ["array-like"],
+        "tol": [Interval(Real, 1, None, closed="left")],
+        "max_iters": [Interval(Integral, 0, None, closed="left")],
+        "return_n_iter": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def maxvol(A, tol=1.05, max_iters=100, *, return_n_iter=False):
+    """Rows of A spanning a submatrix of (locally) maximal volume.
+
+    Starting from the rows chosen by LU with partial pivoting, rows are
+    swapped into the square submatrix ``A[pivots]`` while some coefficient
+    of ``C = A @ inv(A[pivots])`` exceeds ``tol`` in absolute value; each
+    swap multiplies ``|det A[pivots]|`` by that coefficient. At the end
+    ``A[pivots]`` is dominant: every row of A is a combination of the
+    pivot rows with coefficients at most ``tol``.
+
+    Parameters
+    ----------
+    A : array-like of shape (n_samples, rank)
+        Tall matrix, usually ``n_samples >> rank``; any array namespace.
+    tol : float, default=1.05
+        Dominance threshold, at least 1 (1 asks for a true local maximum
+        and may take many swaps). Values below 1 are an error.
+    max_iters : int, default=100
+        Largest number of swaps.
+    return_n_iter : bool, default=False
+        Also return the number of swaps made.
+
+    Returns
+    -------
+    pivots : array of shape (rank,), int64
+        Row indices, in the order of the columns of C.
+    C : array of shape (n_samples, rank)
+        Coefficients, ``A = C @ A[pivots]``, with ``C[pivots]`` the identity.
+        After convergence ``max |C| <= tol``.
+    n_iter : int
+        Number of swaps, only when ``return_n_iter`` is True.
+
+    Notes
+    -----
+    Special cases, each returning a result rather than failing:
+
+    - ``n_samples <= rank``: every row is a pivot and C is the identity.
+    - A of numerical rank ``k < rank`` (QR with column pivoting, relative
+      threshold ``max(A.shape) * eps``): the search runs on an orthonormal
+      basis of the range of A and returns k pivots, with ``A = C @ A[pivots]``
+      still exact to round-off; an all-zero A returns no pivots.
+    - Duplicate rows are never both chosen when A has full rank, since the
+      submatrix would be singular. C is invariant under scaling of A, so tiny
+      and huge scales give the same pivots.
+
+    The start costs O(n rank^2) and each swap O(n rank), one pass over C.
+
+    References
+    ----------
+    .. [1] S. A. Goreinov, I. V. Oseledets, D. V. Savostyanov, E. E.
+       Tyrtyshnikov and N. L. Zamarashkin, "How to find a good submatrix",
+       in Matrix Methods: Theory, Algorithms and Applications, 2010.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sketchsel.linalg import maxvol
+    >>> A = np.random.default_rng(0).standard_normal((1000, 10))
+    >>> pivots, C = maxvol(A)
+    >>> pivots.shape, bool(np.abs(C).max() <= 1.05)
+    ((10,), True)
+    >>> bool(np.allclose(C @ A[pivots], A))
+    True
+    """
+    A, xp = check_array(A, name="A")
+    pivots, C, n_iter = _maxvol(xp, A, tol, max_iters)
+    return _result(xp, A, pivots, C, n_iter, return_n_iter)
+
+
+@validate_params(
+    {
+        "A": ["array-like"],
+        "tol": [Interval(Real, 0, None, closed="neither")],
+        "max_rows": [Interval(Integral, 1, None, closed="left"), None],
+        "min_rows": [Interval(Integral, 0, None, closed="left"), None],
+        "start_maxvol_iters": [Interval(Integral, 0, None, closed="left")],
+        "return_n_iter": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def rect_maxvol(
+    A, tol=1.0, max_rows=None, min_rows=None, start_maxvol_iters=10, *, return_n_iter=False
+):
+    """Rows of A spanning a rectangular submatrix of large volume.
+
+    Starts from :func:`maxvol` (``tol=1.05``, ``start_maxvol_iters`` swaps),
+    then adds, one at a time, the row whose least-squares coefficients on
+    the chosen rows have the largest norm, until every other row's norm is at
+    most ``tol`` (and at least ``min_rows`` rows are chosen, at most
+    ``max_rows``). The volume ``sqrt(det(A_S^T A_S))`` grows with each row
+    by the factor ``sqrt(1 + |c|^2)``: a greedy D-optimal design.
+
+    Parameters
+    ----------
+    A : array-like of shape (n_samples, rank)
+        Tall matrix; any array namespace.
+    tol : float, default=1.0
+        Largest allowed Euclidean norm of a row of C for the rows not chosen.
+    max_rows : int, default=None
+        Most rows to choose; None allows all ``n_samples``. Must be at least
+        the number of columns of A.
+    min_rows : int, default=None
+        Fewest rows to choose, whatever ``tol``; None means no minimum beyond
+        the square start.
+    start_maxvol_iters : int, default=10
+        Swaps of the square start.
+    return_n_iter : bool, default=False
+        Also return the number of swaps of the square start.
+
+    Returns
+    -------
+    pivots : array of shape (n_rows,), int64
+        Row indices, in the order they were chosen.
+    C : array of shape (n_samples, n_rows)
+        Minimum-norm least-squares coefficients of each row of A on the
+        chosen rows, ``C = A @ pinv(A[pivots])``, so ``A = C @ A[pivots]``
+        when the chosen rows span the row space of A.
+    n_iter : int
+        Swaps of the square start, only when ``return_n_iter`` is True.
+
+    Notes
+    -----
+    Each added row costs one pass over C, O(n_samples n_rows). Rank
+    deficiency and ``n_samples <= rank`` are handled as in :func:`maxvol`.
+
+    References
+    ----------
+    .. [1] A. Mikhalev and I. V. Oseledets, "Rectangular maximum-volume
+       submatrices and their applications", Linear Algebra Appl. 538, 2018.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sketchsel.linalg import rect_maxvol
+    >>> A = np.random.default_rng(0).standard_normal((1000, 10))
+    >>> pivots, C = rect_maxvol(A, tol=1.0)
+    >>> bool(len(pivots) >= 10 and np.linalg.norm(C, axis=1).max() <= 1.0 + 1e-12)
+    True
+    >>> bool(np.allclose(C @ A[pivots], A))
+    True
+    """
+    A, xp = check_array(A, name="A")
+    if max_rows is not None and max_rows < A.shape[1]:
+        raise ValueError(
+            f"max_rows={max_rows} is below the number of columns of A ({A.shape[1]}); "
+            f"rect_maxvol starts from a square submatrix, so raise max_rows or use fewer "
+            f"columns."
+        )
+    if min_rows is not None and max_rows is not None and min_rows > max_rows:
+        raise ValueError(f"min_rows={min_rows} must be <= max_rows={max_rows}.")
+    pivots, C, n_iter = _rect_maxvol(xp, A, tol, max_rows, min_rows, start_maxvol_iters)
+    return _result(xp, A, pivots, C, n_iter, return_n_iter)
+
+
+@validate_params(
+    {"A": ["array-like"], "n_pivots": [Interval(Integral, 1, None, closed="left"), None]},
+    prefer_skip_nested_validation=True,
+)
+def fast_maxvol(A, n_pivots=None):
+    """Greedy LU pivoting: the rows GRAFT's "Fast MaxVol" selects.
+
+    Picks, for each of the first ``n_pivots`` columns in turn, the row with
+    the largest entry of the column after eliminating the rows already
+    picked, i.e. the pivot rows of LU with partial pivoting. Applied to the
+    top right singular vectors of a batch, it picks rows spanning its dominant
+    subspace; it is also the start of :func:`maxvol`. This is the standard
+    rank-1 elimination, not the reference GRAFT code's pseudo-inverse
+    update, which can pick a row twice.
+
+    Parameters
+    ----------
+    A : array-like of shape (n_samples, rank)
+        Usually orthonormal columns (singular vectors); any array namespace.
+    n_pivots : int, default=None
+        Number of rows to pick, at most ``rank``; None picks ``rank``.
+
+    Returns
+    -------
+    pivots : array of shape (n_found,), int64
+        Distinct row indices in the order picked; fewer than ``n_pivots`` when
+        the remaining columns vanish (rank deficiency).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sketchsel.linalg import fast_maxvol
+    >>> A = np.array([[1.0, 0.0], [3.0, 1.0], [0.0, 2.0]])
+    >>> fast_maxvol(A)
+    array([1, 2])
+    """
+    A, xp = check_array(A, name="A")
+    n_pivots = A.shape[1] if n_pivots is None else n_pivots
+    if n_pivots > A.shape[1]:
+        raise ValueError(
+            f"n_pivots={n_pivots} exceeds the number of columns of A ({A.shape[1]}); "
+            f"greedy pivoting picks at most one row per column."
+        )
+    pivots = _start(xp, A, min(n_pivots, A.shape[0]))[0]
+    return xp.asarray(pivots, dtype=xp.int64, device=device(A))
+
+
+__all__ = ["fast_maxvol", "maxvol", "rect_maxvol"]

@@ -1,0 +1,143 @@
+"""Numba kernels for the MaxVol iterations on NumPy arrays.
+
+Each kernel makes one pass over the coefficient matrix C per step and fuses
+the rank-1 update with the search for the next step's pivot, so a step costs
+one read and one write of C. Rows are split into a fixed number of chunks, each
+run by a thread and each keeping its own maximum; the maxima are then reduced
+in chunk order with strict comparisons, which selects the first maximum in
+row-major order, as ``numpy.argmax`` does, whatever the number of threads.
+
+This module imports Numba; it is imported only when a NumPy kernel runs.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+# Fixed so that results do not depend on the number of threads.
+_CHUNKS = 64
+# Lets LLVM vectorise the max-reductions; no contraction into FMA, so that
+# the updates round exactly as the reference implementation's.
+_FASTMATH = {"nnan", "ninf", "nsz", "reassoc"}
+
+
+@njit(cache=True)
+def _first_max(values, indices):
+    best = 0
+    for c in range(1, values.shape[0]):
+        if values[c] > values[best]:
+            best = c
+    return values[best], indices[best]
+
+
+@njit(parallel=True, cache=True)
+def _abs_argmax(C):
+    n, r = C.shape
+    step = (n + _CHUNKS - 1) // _CHUNKS
+    values = np.full(_CHUNKS, -1.0)
+    indices = np.zeros(_CHUNKS, dtype=np.int64)
+    for c in prange(_CHUNKS):
+        best, where = -1.0, 0
+        for k in range(c * step, min(n, (c + 1) * step)):
+            for col in range(r):
+                a = abs(C[k, col])
+                if a > best:
+                    best, where = a, k * r + col
+        values[c], indices[c] = best, where
+    return _first_max(values, indices)
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def swap_loop(C, pivots, tol, max_iters):
+    """Maxvol swaps on C = A A[pivots]^-1, in place; returns the number of swaps.
+
+    Swapping row i into pivot position j multiplies |det A[pivots]| by
+    |C[i, j]| and updates ``C -= outer(C[:, j], C[i] - e_j) / C[i, j]``.
+    """
+    n, r = C.shape
+    step = (n + _CHUNKS - 1) // _CHUNKS
+    values = np.empty(_CHUNKS)
+    indices = np.empty(_CHUNKS, dtype=np.int64)
+    row = np.empty(r)
+    best, where = _abs_argmax(C)
+    n_iter = 0
+    while best > tol and n_iter < max_iters:
+        i, j = where // r, where % r
+        pivots[j] = i
+        pivot = C[i, j]
+        for col in range(r):
+            row[col] = C[i, col] / pivot
+        row[j] -= 1.0 / pivot
+        for c in prange(_CHUNKS):
+            local, at = -1.0, 0
+            for k in range(c * step, min(n, (c + 1) * step)):
+                if k == i:
+                    # The new pivot row is e_j exactly: round-off must not
+                    # push its 1 above tol = 1 and trigger a swap with itself.
+                    for col in range(r):
+                        C[k, col] = 0.0
+                    C[k, j] = 1.0
+                    if 1.0 > local:
+                        local, at = 1.0, k * r + j
+                    continue
+                f = C[k, j]
+                largest = 0.0
+                for col in range(r):
+                    v = C[k, col] - f * row[col]
+                    C[k, col] = v
+                    largest = max(largest, abs(v))
+                if largest > local:
+                    local = largest
+                    for col in range(r):
+                        if abs(C[k, col]) == largest:
+                            at = k * r + col
+                            break
+            values[c], indices[c] = local, at
+        best, where = _first_max(values, indices)
+        n_iter += 1
+    return n_iter
+
+
+@njit(parallel=True, cache=True)
+def add_rows(C, n_cols, norms, chosen, pivots, n_pivots, tol2, max_rows, min_rows):
+    """Rectangular maxvol additions on C[:, :n_cols], in place.
+
+    C has room for ``max_rows`` columns. Adding row i with coefficients
+    c = C[i] updates every row k by ``C[k] -= v_k c / (1 + |c|^2)`` with
+    ``v_k = C[k] . c``, appends the column ``v / (1 + |c|^2)``, and lowers
+    the squared row norms by ``v_k^2 / (1 + |c|^2)``; the next row to add (the
+    largest remaining norm) is found in the same pass. Returns the number of
+    columns (= pivots) at the end.
+    """
+    n = C.shape[0]
+    step = (n + _CHUNKS - 1) // _CHUNKS
+    values = np.empty(_CHUNKS)
+    indices = np.empty(_CHUNKS, dtype=np.int64)
+    coef = np.empty(C.shape[1])
+    best, i = -1.0, 0
+    for k in range(n):
+        if not chosen[k] and norms[k] > best:
+            best, i = norms[k], k
+    while n_cols < max_rows and (best > tol2 or n_cols < min_rows) and best >= 0.0:
+        for col in range(n_cols):
+            coef[col] = C[i, col]
+        scale = 1.0 / (1.0 + norms[i])
+        chosen[i] = True
+        pivots[n_pivots] = i
+        n_pivots += 1
+        for c in prange(_CHUNKS):
+            local, at = -1.0, 0
+            for k in range(c * step, min(n, (c + 1) * step)):
+                v = 0.0
+                for col in range(n_cols):
+                    v += C[k, col] * coef[col]
+                lv = scale * v
+                for col in range(n_cols):
+                    C[k, col] -= lv * coef[col]
+                C[k, n_cols] = lv
+                norms[k] -= lv * v
+                if not chosen[k] and norms[k] > local:
+                    local, at = norms[k], k
+            values[c], indices[c] = local, at
+        n_cols += 1
+        best, i = _first_max(values, indices)
+    return n_cols
