@@ -107,10 +107,13 @@ def _lapack_start(A, n_pivots):
 
     The pivot rows come from getrf's row interchanges, in O(N) memory.
     """
-    with warnings.catch_warnings():
-        # A zero pivot (rank deficiency) is expected and handled by the callers.
-        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        lu, ipiv = scipy.linalg.lu_factor(A[:, :n_pivots], check_finite=False)
+    from . import _maxvol_numba
+
+    n = A.shape[0]
+    column_major = np.empty((n_pivots, n), dtype=A.dtype).T
+    _maxvol_numba.copy_into(A[:, :n_pivots], column_major)
+    getrf = scipy.linalg.lapack.get_lapack_funcs("getrf", (A,))
+    lu, ipiv, _ = getrf(column_major, overwrite_a=True)
     order = np.arange(A.shape[0])
     for k, p in enumerate(ipiv):
         order[k], order[p] = order[p], order[k]
@@ -124,16 +127,23 @@ def _lapack_coefficients(lu, order):
     """C = A A[pivots]^-1 = L L_r^-1 from the LU factors of a full-rank square start.
 
     With A[order] = L U, row ``order[k]`` of C is ``L[k] L_r^-1``: the pivot
-    rows are the identity and the others one triangular solve, whose unit
-    lower-triangular matrix is better conditioned than A[pivots] itself.
+    rows are the identity and the others one triangular solve (in place, on
+    the factors), whose unit lower-triangular matrix is better conditioned
+    than A[pivots] itself.
     """
-    n, r = lu.shape
-    rest = scipy.linalg.solve_triangular(
-        lu[:r], lu[r:].T, trans="T", lower=True, unit_diagonal=True, check_finite=False
-    )
-    C = np.empty((n, r), dtype=lu.dtype)
-    C[order[:r]] = np.eye(r, dtype=lu.dtype)
-    C[order[r:]] = rest.T
+    from . import _maxvol_numba
+
+    r = lu.shape[1]
+    lower_r = lu[:r].copy()
+    lu[:r] = np.tril(lower_r, -1) + np.eye(r, dtype=lu.dtype)
+    trsm = scipy.linalg.blas.get_blas_funcs("trsm", (lu,))
+    # Solve X L_r = L in place (right side, lower, unit diagonal); lu stays
+    # column-major and whole, so BLAS works on it without a copy.
+    lu = trsm(1.0, lower_r, lu, side=1, lower=1, diag=1, overwrite_b=1)
+    C = _maxvol_numba.copy_into(lu, np.empty(lu.shape, dtype=lu.dtype))
+    # getrf's interchanges move at most 2 r rows: put those back in place.
+    moved = np.flatnonzero(order != np.arange(order.size))
+    C[order[moved]] = lu[moved]
     return C
 
 

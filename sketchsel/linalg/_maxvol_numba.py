@@ -15,6 +15,8 @@ from numba import njit, prange
 
 # Fixed so that results do not depend on the number of threads.
 _CHUNKS = 64
+# Rows per block in the layout conversions.
+_ROW_BLOCK = 512
 # Lets LLVM vectorise the max-reductions; no contraction into FMA, so that
 # the updates round exactly as the reference implementation's.
 _FASTMATH = {"nnan", "ninf", "nsz", "reassoc"}
@@ -141,3 +143,21 @@ def add_rows(C, n_cols, norms, chosen, pivots, n_pivots, tol2, max_rows, min_row
         n_cols += 1
         best, i = _first_max(values, indices)
     return n_cols
+
+
+@njit(parallel=True, cache=True)
+def copy_into(source, out):
+    """out[:] = source, by blocks of rows, whatever the two memory layouts.
+
+    Converting a tall, narrow matrix between row- and column-major order
+    element by element costs a cache line per element (this is what makes
+    ``numpy.asfortranarray`` slow here); within a block of rows both sides
+    stay in cache.
+    """
+    n, r = source.shape
+    blocks = (n + _ROW_BLOCK - 1) // _ROW_BLOCK
+    for b in prange(blocks):
+        for col in range(r):
+            for k in range(b * _ROW_BLOCK, min(n, (b + 1) * _ROW_BLOCK)):
+                out[k, col] = source[k, col]
+    return out
