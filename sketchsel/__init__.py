@@ -6,8 +6,16 @@ here; they are loaded only when an input or a back-end needs them.
 """
 
 from ._config import config_context, get_config, set_config
+from .selection import FastMaxVol
 from .sketch import FrequentDirections
 
 __version__ = "0.1.0"
 
-__all__ = ["FrequentDirections", "config_context", "get_config", "set_config", "__version__"]
+__all__ = [
+    "FastMaxVol",
+    "FrequentDirections",
+    "config_context",
+    "get_config",
+    "set_config",
+    "__version__",
+]

@@ -3,10 +3,17 @@
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sketchsel import FrequentDirections
+from sketchsel import FastMaxVol, FrequentDirections
 
 
-@parametrize_with_checks([FrequentDirections(sketch_size=4), FrequentDirections(block_size=3)])
+@parametrize_with_checks(
+    [
+        FrequentDirections(sketch_size=4),
+        FrequentDirections(block_size=3),
+        FastMaxVol(n_select=0.5),
+        FastMaxVol(n_select=0.5, rank=1, class_balance="proportional"),
+    ]
+)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 

@@ -208,32 +208,36 @@ def _rect_maxvol(xp, A, tol, max_rows, min_rows, start_maxvol_iters):
     n = A.shape[0]
     max_rows = n if max_rows is None else min(max_rows, n)
     min_rows = 0 if min_rows is None else min(min_rows, max_rows)
-    if is_numpy_namespace(xp):
-        from . import _maxvol_numba
-
-        n_cols = C.shape[1]
-        capacity = max(n_cols, min(max_rows, n_cols + 64))
-        while True:
-            room = np.zeros((n, capacity), dtype=C.dtype)
-            room[:, :n_cols] = C
-            norms = np.einsum("ij,ij->i", C, C).astype(np.float64)
-            chosen = np.zeros(n, dtype=np.bool_)
-            chosen[pivots] = True
-            pivot_array = np.empty(capacity, dtype=np.int64)
-            pivot_array[: len(pivots)] = pivots
-            limit = min(max_rows, capacity)
-            n_cols = _maxvol_numba.add_rows(
-                room, n_cols, norms, chosen, pivot_array, len(pivots), tol * tol, limit,
-                min_rows,
-            )
-            pivots = pivot_array[:n_cols].tolist()
-            C = room[:, :n_cols]
-            if n_cols < capacity or capacity == max_rows:
-                break
-            capacity = min(max_rows, 2 * capacity)
-        return pivots, np.ascontiguousarray(C), n_iter
-    C = _add_rows_reference(xp, C, pivots, tol, max_rows, min_rows)
+    pivots, C = _add_rows(xp, C, pivots, tol, max_rows, min_rows)
     return pivots, C, n_iter
+
+
+def _add_rows(xp, C, pivots, tol, max_rows, min_rows):
+    """Rectangular maxvol additions to a square start (pivots, C)."""
+    if not is_numpy_namespace(xp):
+        pivots = list(pivots)
+        return pivots, _add_rows_reference(xp, C, pivots, tol, max_rows, min_rows)
+    from . import _maxvol_numba
+
+    n, n_cols = C.shape
+    capacity = max(n_cols, min(max_rows, n_cols + 64))
+    while True:
+        room = np.zeros((n, capacity), dtype=C.dtype)
+        room[:, :n_cols] = C
+        norms = np.einsum("ij,ij->i", C, C).astype(np.float64)
+        chosen = np.zeros(n, dtype=np.bool_)
+        chosen[pivots] = True
+        pivot_array = np.empty(capacity, dtype=np.int64)
+        pivot_array[: len(pivots)] = pivots
+        n_cols = _maxvol_numba.add_rows(
+            room, n_cols, norms, chosen, pivot_array, len(pivots), tol * tol,
+            min(max_rows, capacity), min_rows,
+        )
+        pivots = pivot_array[:n_cols].tolist()
+        C = room[:, :n_cols]
+        if n_cols < capacity or capacity == max_rows:
+            return pivots, np.ascontiguousarray(C)
+        capacity = min(max_rows, 2 * capacity)
 
 
 def _result(xp, A, pivots, C, n_iter, return_n_iter):

@@ -1,0 +1,231 @@
+"""What every selector shares: budgets, class quotas, and the ways to read a selection."""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.utils import _safe_indexing
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from .._array_api import check_array, device, resolve_backend, to_numpy
+from .._config import BACKENDS
+
+
+def resolve_n_select(n_select, n_samples):
+    """The number of rows a budget asks for: a count, or a fraction of n_samples.
+
+    A fraction gives ``floor(n_select * n_samples)``, at least 1.
+    """
+    if isinstance(n_select, Integral):
+        if n_select > n_samples:
+            raise ValueError(
+                f"n_select={n_select} is larger than the number of samples ({n_samples}); "
+                f"ask for at most {n_samples} rows, or a fraction such as 0.1."
+            )
+        return int(n_select)
+    return max(1, int(n_select * n_samples))
+
+
+def class_quotas(counts, n_select, mode):
+    """Rows to take from each class, summing to n_select.
+
+    Parameters
+    ----------
+    counts : array of shape (n_classes,)
+        Samples in each class.
+    n_select : int
+        Total budget, at most ``counts.sum()``.
+    mode : {"equal", "proportional"}
+        "proportional": the stratified share of each class, rounded by largest
+        remainder. "equal": the same quota for every class; what a class too
+        small to fill its quota cannot use is shared among the others, again
+        equally, until the budget is spent (water-filling).
+
+    Returns
+    -------
+    quotas : ndarray of shape (n_classes,), int64
+        Never above ``counts``; ties in rounding go to the classes listed
+        first, so the result is deterministic.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    if mode == "proportional":
+        exact = n_select * counts / counts.sum()
+        quotas = np.floor(exact).astype(np.int64)
+        short = n_select - quotas.sum()
+        order = np.argsort(-(exact - quotas), kind="stable")
+        quotas[order[:short]] += 1
+        return quotas
+    # Water level: the largest L with sum(min(counts, L)) <= n_select; the
+    # rows still missing go one each to the first classes above the level.
+    low, high = 0, int(counts.max())
+    while low < high:
+        level = (low + high + 1) // 2
+        if np.minimum(counts, level).sum() <= n_select:
+            low = level
+        else:
+            high = level - 1
+    quotas = np.minimum(counts, low)
+    above = np.flatnonzero(counts > low)
+    quotas[above[: n_select - quotas.sum()]] += 1
+    return quotas
+
+
+class BaseSelector(BaseEstimator):
+    """Base class of the selectors: fit on rows, then read the chosen ones.
+
+    Subclasses implement ``_select(X, xp, n_select)``, returning the chosen
+    row indices of X and a dict of fitted attributes (names ending in "_");
+    this class handles the budget, class balancing, validation and the
+    readers :meth:`select`, :meth:`get_support` and :meth:`fit_resample`.
+
+    With class balancing, ``_select`` runs once per class, on that class's
+    rows and quota; the choices are mapped back to row indices of X, and each
+    fitted attribute becomes a list with one entry per class of ``classes_``
+    (None for a class with a zero quota).
+    """
+
+    _parameter_constraints = {
+        "n_select": [
+            Interval(Integral, 1, None, closed="left"),
+            Interval(Real, 0, 1, closed="right"),
+        ],
+        "class_balance": [StrOptions({"equal", "proportional"}), None],
+        "backend": [StrOptions(set(BACKENDS)), None],
+    }
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Choose rows of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            One row per example (features or per-example gradients), from
+            any array library.
+        y : array-like of shape (n_samples,), default=None
+            Class labels; needed only with ``class_balance``.
+
+        Returns
+        -------
+        self : object
+            The fitted selector.
+        """
+        Xc, xp = check_array(X, backend=resolve_backend(self.backend, X))
+        validate_data(self, X=X, reset=True, skip_check_array=True)
+        n_samples = Xc.shape[0]
+        n_select = resolve_n_select(self.n_select, n_samples)
+        if self.class_balance is None:
+            chosen, fitted = self._select(Xc, xp, n_select)
+            chosen = np.asarray(chosen, dtype=np.int64)
+        else:
+            chosen, fitted = self._select_per_class(Xc, xp, y, n_select)
+        for name, value in fitted.items():
+            setattr(self, name, value)
+        self.n_samples_fit_ = n_samples
+        self.sample_indices_ = np.sort(chosen)
+        return self
+
+    def _select_per_class(self, X, xp, y, n_select):
+        if y is None:
+            raise ValueError(
+                f"class_balance={self.class_balance!r} needs the class labels y; pass "
+                f"fit(X, y), or use class_balance=None."
+            )
+        y = column_or_1d(to_numpy(y), warn=True)
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"y has {y.shape[0]} labels but X has {X.shape[0]} rows; they must match."
+            )
+        check_classification_targets(y)
+        self.classes_, labels, counts = np.unique(y, return_inverse=True, return_counts=True)
+        quotas = class_quotas(counts, n_select, self.class_balance)
+        chosen, fitted = [], {}
+        for label, quota in enumerate(quotas):
+            if quota == 0:
+                continue
+            rows = np.flatnonzero(labels == label)
+            part = xp.take(X, xp.asarray(rows, device=device(X)), axis=0)
+            indices, values = self._select(part, xp, int(quota))
+            chosen.append(rows[np.asarray(indices, dtype=np.int64)])
+            for name, value in values.items():
+                fitted.setdefault(name, [None] * quotas.size)[label] = value
+        self.class_quotas_ = quotas
+        return np.concatenate(chosen), fitted
+
+    def select(self):
+        """The chosen row indices.
+
+        Returns
+        -------
+        indices : ndarray of shape (n_chosen,), int64
+            Sorted indices into the X given to :meth:`fit`.
+        """
+        check_is_fitted(self)
+        return self.sample_indices_.copy()
+
+    def fit_select(self, X, y=None):
+        """Fit, then return the chosen row indices.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to choose from.
+        y : array-like of shape (n_samples,), default=None
+            Class labels; needed only with ``class_balance``.
+
+        Returns
+        -------
+        indices : ndarray of shape (n_chosen,), int64
+            Sorted indices into X.
+        """
+        return self.fit(X, y).select()
+
+    def get_support(self, indices=False):
+        """Mask or indices of the chosen rows.
+
+        Parameters
+        ----------
+        indices : bool, default=False
+            Return indices instead of a boolean mask.
+
+        Returns
+        -------
+        support : ndarray
+            Boolean mask of shape (n_samples,) or sorted int64 indices.
+        """
+        check_is_fitted(self)
+        if indices:
+            return self.select()
+        mask = np.zeros(self.n_samples_fit_, dtype=bool)
+        mask[self.sample_indices_] = True
+        return mask
+
+    def fit_resample(self, X, y):
+        """Fit, then return the chosen rows of X and y.
+
+        This makes a selector a sampler for ``imblearn.pipeline.Pipeline``,
+        which, unlike scikit-learn's Pipeline, may drop rows in fit.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to choose from.
+        y : array-like of shape (n_samples,)
+            Targets, kept for the chosen rows.
+
+        Returns
+        -------
+        X_resampled : array-like of shape (n_chosen, n_features)
+            The chosen rows, in the container type of X.
+        y_resampled : array-like of shape (n_chosen,)
+            Their targets.
+        """
+        self.fit(X, y)
+        return _safe_indexing(X, self.sample_indices_), _safe_indexing(y, self.sample_indices_)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = False
+        return tags

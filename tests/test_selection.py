@@ -1,0 +1,185 @@
+"""The selector base and FastMaxVol."""
+
+import itertools
+
+import array_api_strict
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.utils._param_validation import InvalidParameterError
+
+import sketchsel
+from sketchsel import FastMaxVol
+from sketchsel.linalg import maxvol
+from sketchsel.selection._base import class_quotas, resolve_n_select
+
+
+@given(st.lists(st.integers(1, 50), min_size=1, max_size=8), st.data())
+def test_class_quotas_spend_the_budget_within_each_class(counts, data):
+    counts = np.array(counts)
+    n_select = data.draw(st.integers(1, int(counts.sum())))
+    for mode in ("equal", "proportional"):
+        quotas = class_quotas(counts, n_select, mode)
+        assert quotas.sum() == n_select
+        assert np.all((0 <= quotas) & (quotas <= counts))
+    proportional = class_quotas(counts, n_select, "proportional")
+    assert np.all(np.abs(proportional - n_select * counts / counts.sum()) < 1)
+    equal = class_quotas(counts, n_select, "equal")
+    # Water-filling: no class gets more than one row above a class that still
+    # has rows to give; only exhausted classes fall further behind.
+    open_quotas = equal[equal < counts]
+    if open_quotas.size:
+        assert equal.max() <= open_quotas.min() + 1
+
+
+def test_equal_quota_of_a_small_class_goes_to_the_others():
+    assert class_quotas([2, 100, 100], 30, "equal").tolist() == [2, 14, 14]
+    assert class_quotas([2, 100, 100], 31, "equal").tolist() == [2, 15, 14]
+
+
+def test_budget_as_count_or_fraction():
+    assert resolve_n_select(5, 10) == 5
+    assert resolve_n_select(0.25, 10) == 2
+    assert resolve_n_select(0.01, 10) == 1
+    assert resolve_n_select(1.0, 10) == 10
+    with pytest.raises(ValueError, match="n_select=11 is larger than the number of samples"):
+        resolve_n_select(11, 10)
+
+
+def low_rank(n=600, d=30, rank=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, rank)) @ rng.standard_normal((rank, d))
+
+
+def test_selection_readers_agree():
+    X = low_rank()
+    selector = FastMaxVol(n_select=0.05).fit(X)
+    chosen = selector.select()
+    assert chosen.dtype == np.int64 and chosen.size == 30
+    assert np.all(np.diff(chosen) > 0)
+    assert_array_equal(selector.get_support(indices=True), chosen)
+    mask = selector.get_support()
+    assert mask.shape == (600,) and mask.sum() == 30 and np.all(mask[chosen])
+    assert_array_equal(FastMaxVol(n_select=0.05).fit_select(X), chosen)
+    y = np.arange(600)
+    X_res, y_res = FastMaxVol(n_select=0.05).fit_resample(X, y)
+    assert_array_equal(X_res, X[chosen])
+    assert_array_equal(y_res, chosen)
+
+
+def test_rank_many_rows_span_a_low_rank_matrix():
+    X = low_rank(rank=6)
+    selector = FastMaxVol(n_select=6).fit(X)
+    assert selector.rank_ == 6
+    assert_allclose(selector.coefficients_ @ X[selector.pivots_], X, atol=1e-8)
+    assert np.abs(selector.coefficients_).max() <= 1.05 + 1e-9
+
+
+def test_features_used_as_they_are_give_the_maxvol_rows():
+    X = np.random.default_rng(1).standard_normal((400, 8))
+    selector = FastMaxVol(n_select=8).fit(X)
+    assert_array_equal(selector.pivots_, maxvol(X)[0])
+
+
+@given(st.integers(0, 2**31 - 1))
+def test_volume_within_the_dominance_factor_of_brute_force(seed):
+    X = np.random.default_rng(seed).standard_normal((9, 2))
+    selector = FastMaxVol(n_select=2).fit(X)
+    best = max(np.linalg.slogdet(X[list(rows)])[1] for rows in itertools.combinations(range(9), 2))
+    assert selector.volume_ >= best - 2 * np.log(1.05 * np.sqrt(2)) - 1e-9
+
+
+def test_budget_above_the_rank_is_met_with_distinct_rows():
+    X = low_rank(rank=4)
+    selector = FastMaxVol(n_select=25, rank=4).fit(X)
+    assert selector.select().size == 25 == np.unique(selector.pivots_).size
+    assert selector.coefficients_.shape == (600, 25)
+    # A rank-deficient X with a budget above its rank is still met.
+    assert FastMaxVol(n_select=12).fit(X).select().size == 12
+
+
+def test_larger_budgets_do_not_lose_volume_in_the_leading_rows():
+    X = np.random.default_rng(2).standard_normal((500, 10))
+    small = FastMaxVol(n_select=10, rank=10).fit(X)
+    large = FastMaxVol(n_select=40, rank=10).fit(X)
+    assert large.volume_ >= small.volume_ - 1e-9
+    assert set(small.pivots_.tolist()) <= set(large.pivots_.tolist())
+
+
+@pytest.mark.parametrize("mode", ["equal", "proportional"])
+def test_class_balance_takes_each_class_quota(mode):
+    rng = np.random.default_rng(3)
+    y = np.repeat(["a", "b", "c"], [300, 50, 8])
+    X = rng.standard_normal((y.size, 12))
+    selector = FastMaxVol(n_select=60, class_balance=mode).fit(X, y)
+    chosen_labels = y[selector.select()]
+    counts = [int(np.sum(chosen_labels == c)) for c in ["a", "b", "c"]]
+    assert counts == selector.class_quotas_.tolist()
+    assert counts == class_quotas([300, 50, 8], 60, mode).tolist()
+    assert list(selector.classes_) == ["a", "b", "c"]
+    assert len(selector.volume_) == 3
+
+
+def test_class_balance_needs_class_labels():
+    X = np.random.default_rng(4).standard_normal((50, 3))
+    with pytest.raises(ValueError, match="needs the class labels y"):
+        FastMaxVol(n_select=5, class_balance="equal").fit(X)
+    with pytest.raises(ValueError, match="y has 49 labels but X has 50 rows"):
+        FastMaxVol(n_select=5, class_balance="equal").fit(X, np.zeros(49))
+    with pytest.raises(ValueError, match="Unknown label type"):
+        FastMaxVol(n_select=5, class_balance="equal").fit(X, np.linspace(0, 1, 50))
+    # Without class balancing a continuous target is fine.
+    assert FastMaxVol(n_select=5).fit(X, np.linspace(0, 1, 50)).select().size == 5
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [({"n_select": 0}, "n_select"), ({"n_select": 1.5}, "n_select"), ({"rank": 0}, "rank"),
+     ({"tol": 0.9}, "tol"), ({"class_balance": "max"}, "class_balance")],
+)
+def test_invalid_parameters_name_the_parameter(params, match):
+    with pytest.raises(InvalidParameterError, match=match):
+        FastMaxVol(**params).fit(np.ones((10, 3)))
+
+
+def test_bad_input_is_rejected_with_the_rows():
+    X = np.random.default_rng(5).standard_normal((20, 3))
+    X[[2, 9]] = np.nan
+    with pytest.raises(ValueError, match=r"2 row\(s\): \[2, 9\]"):
+        FastMaxVol(n_select=3).fit(X)
+    with pytest.raises(ValueError, match="n_select=30 is larger than the number of samples"):
+        FastMaxVol(n_select=30).fit(np.ones((20, 3)))
+
+
+def test_same_input_same_selection_and_input_untouched():
+    X = low_rank(seed=6)
+    copy = X.copy()
+    first = FastMaxVol(n_select=0.1).fit_select(X)
+    assert_array_equal(FastMaxVol(n_select=0.1).fit_select(X), first)
+    assert_array_equal(X, copy)
+
+
+@pytest.mark.parametrize("convert", [torch.from_numpy, array_api_strict.asarray])
+def test_other_namespaces_select_the_same_rows(convert):
+    X = low_rank(seed=7)
+    expected = FastMaxVol(n_select=20, rank=6).fit_select(X)
+    with sketchsel.config_context(backend="array_api"):
+        got = FastMaxVol(n_select=20, rank=6).fit_select(convert(X))
+    assert_array_equal(got, expected)
+
+
+def test_works_as_a_sampler_in_an_imblearn_pipeline():
+    from imblearn.pipeline import Pipeline
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((300, 5))
+    y = (X[:, 0] > 0).astype(int)
+    pipe = Pipeline([("select", FastMaxVol(n_select=0.2)), ("model", LogisticRegression())])
+    pipe.fit(X, y)
+    assert pipe.named_steps["model"].n_features_in_ == 5
+    assert pipe.named_steps["select"].select().size == 60
+    assert pipe.predict(X).shape == (300,)
