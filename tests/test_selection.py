@@ -183,3 +183,72 @@ def test_works_as_a_sampler_in_an_imblearn_pipeline():
     assert pipe.named_steps["model"].n_features_in_ == 5
     assert pipe.named_steps["select"].select().size == 60
     assert pipe.predict(X).shape == (300,)
+
+
+# ------------------------------------------------------------ GRAFT's dynamic rank
+
+
+def graft_problem(seed=0, n=160, d=24, n_classes=8):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)) * 0.9 ** np.arange(d)
+    G = rng.standard_normal((n, n_classes))
+    G -= G.mean(axis=1, keepdims=True)  # logit gradients of cross-entropy sum to zero
+    return X, G
+
+
+def oracle_residual(X, G, rank):
+    """Rows of maxvol on the exact top-rank singular directions, and their residual."""
+    _, _, vt = np.linalg.svd(X, full_matrices=False)
+    pivots, _ = maxvol(X @ vt[:rank].T)
+    target = G.mean(axis=0)
+    w, *_ = np.linalg.lstsq(G[pivots].T, target, rcond=None)
+    return pivots, np.linalg.norm(G[pivots].T @ w - target) / np.linalg.norm(target)
+
+
+@pytest.mark.parametrize("eps", [0.5, 0.05])
+def test_dynamic_rank_is_the_smallest_rank_within_eps(eps):
+    X, G = graft_problem()
+    selector = FastMaxVol(n_select=12, rank="auto", eps=eps).fit(X, gradients=G)
+    tried = selector.residuals_
+    assert sorted(tried) == list(range(1, selector.rank_ + 1))
+    assert selector.residual_ <= eps
+    assert all(tried[r] > eps for r in tried if r < selector.rank_)
+    for rank, residual in tried.items():
+        assert residual == pytest.approx(oracle_residual(X, G, rank)[1], abs=1e-6)
+    assert selector.select().size == selector.rank_
+    # Zero-sum logit gradients are reproduced exactly by n_classes - 1 rows.
+    assert selector.rank_ <= 7
+
+
+def test_min_residual_rule_samples_candidates_reproducibly():
+    X, G = graft_problem(seed=1)
+    fit = lambda: FastMaxVol(  # noqa: E731
+        n_select=20, rank="auto", rank_rule="min_residual", n_rank_candidates=4, random_state=3
+    ).fit(X, gradients=G)
+    first, second = fit(), fit()
+    assert len(first.residuals_) == 4
+    assert first.residuals_ == second.residuals_
+    best = min(first.residuals_.values())
+    assert first.rank_ == min(r for r, v in first.residuals_.items() if v == best)
+    assert_array_equal(first.select(), second.select())
+
+
+def test_sample_weights_reproduce_the_mean_gradient():
+    X, G = graft_problem(seed=2)
+    selector = FastMaxVol(n_select=10).fit(X, gradients=G)
+    chosen = selector.select()
+    assert selector.sample_weight_.shape == chosen.shape
+    assert selector.residual_ < 1e-8
+    assert_allclose(G[chosen].T @ selector.sample_weight_, G.mean(axis=0), atol=1e-8)
+
+
+def test_dynamic_rank_needs_matching_gradients():
+    X, G = graft_problem()
+    with pytest.raises(ValueError, match="pass fit\\(X, y, gradients=G\\)"):
+        FastMaxVol(rank="auto").fit(X)
+    with pytest.raises(ValueError, match="gradients has 159 rows but X has 160"):
+        FastMaxVol(rank="auto").fit(X, gradients=G[:-1])
+    with pytest.raises(ValueError, match=r"gradients contains NaN or infinity"):
+        bad = G.copy()
+        bad[0, 0] = np.inf
+        FastMaxVol(rank="auto").fit(X, gradients=bad)

@@ -59,7 +59,8 @@ def swap_loop(C, pivots, tol, max_iters):
     step = (n + _CHUNKS - 1) // _CHUNKS
     values = np.empty(_CHUNKS)
     indices = np.empty(_CHUNKS, dtype=np.int64)
-    row = np.empty(r)
+    # In C's dtype, so that the values compared below are those stored.
+    row = np.empty(r, dtype=C.dtype)
     best, where = _abs_argmax(C)
     n_iter = 0
     while best > tol and n_iter < max_iters:

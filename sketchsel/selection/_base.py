@@ -3,10 +3,10 @@
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, _fit_context
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, _fit_context
 from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from .._array_api import check_array, device, resolve_backend, to_numpy
@@ -72,10 +72,10 @@ def class_quotas(counts, n_select, mode):
     return quotas
 
 
-class BaseSelector(BaseEstimator):
+class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
     """Base class of the selectors: fit on rows, then read the chosen ones.
 
-    Subclasses implement ``_select(X, xp, n_select)``, returning the chosen
+    Subclasses implement ``_select(X, xp, n_select, **row_data)``, returning the chosen
     row indices of X and a dict of fitted attributes (names ending in "_");
     this class handles the budget, class balancing, validation and the
     readers :meth:`select`, :meth:`get_support` and :meth:`fit_resample`.
@@ -112,22 +112,49 @@ class BaseSelector(BaseEstimator):
         self : object
             The fitted selector.
         """
-        Xc, xp = check_array(X, backend=resolve_backend(self.backend, X))
+        return self._fit(X, y)
+
+    def _fit(self, X, y, **row_data):
+        """Validate, then select; ``row_data`` holds arrays with a row per sample.
+
+        Those arrays (None when not given) are validated like X and, with
+        class balancing, split by class with it; ``_select`` receives them as
+        keyword arguments.
+        """
+        backend = resolve_backend(self.backend, X)
+        Xc, xp = check_array(X, backend=backend)
         validate_data(self, X=X, reset=True, skip_check_array=True)
         n_samples = Xc.shape[0]
+        for name, value in row_data.items():
+            if value is not None:
+                value, _ = check_array(value, name=name, backend=backend)
+                if value.shape[0] != n_samples:
+                    raise ValueError(
+                        f"{name} has {value.shape[0]} rows but X has {n_samples}; give one "
+                        f"row per sample of X."
+                    )
+                row_data[name] = value
         n_select = resolve_n_select(self.n_select, n_samples)
         if self.class_balance is None:
-            chosen, fitted = self._select(Xc, xp, n_select)
+            chosen, fitted = self._select(Xc, xp, n_select, **row_data)
             chosen = np.asarray(chosen, dtype=np.int64)
         else:
-            chosen, fitted = self._select_per_class(Xc, xp, y, n_select)
+            chosen, fitted = self._select_per_class(Xc, xp, y, n_select, row_data)
         for name, value in fitted.items():
             setattr(self, name, value)
         self.n_samples_fit_ = n_samples
         self.sample_indices_ = np.sort(chosen)
+        labels = None if y is None else to_numpy(y)
+        if labels is not None and type_of_target(labels) in ("binary", "multiclass"):
+            # As imbalanced-learn's samplers report it: rows kept per class.
+            labels = column_or_1d(labels)
+            kept = labels[self.sample_indices_]
+            self.sampling_strategy_ = {
+                label: int(np.sum(kept == label)) for label in np.unique(labels)
+            }
         return self
 
-    def _select_per_class(self, X, xp, y, n_select):
+    def _select_per_class(self, X, xp, y, n_select, row_data):
         if y is None:
             raise ValueError(
                 f"class_balance={self.class_balance!r} needs the class labels y; pass "
@@ -146,8 +173,12 @@ class BaseSelector(BaseEstimator):
             if quota == 0:
                 continue
             rows = np.flatnonzero(labels == label)
-            part = xp.take(X, xp.asarray(rows, device=device(X)), axis=0)
-            indices, values = self._select(part, xp, int(quota))
+            take = xp.asarray(rows, device=device(X))
+            parts = {
+                name: None if value is None else xp.take(value, take, axis=0)
+                for name, value in row_data.items()
+            }
+            indices, values = self._select(xp.take(X, take, axis=0), xp, int(quota), **parts)
             chosen.append(rows[np.asarray(indices, dtype=np.int64)])
             for name, value in values.items():
                 fitted.setdefault(name, [None] * quotas.size)[label] = value
@@ -228,4 +259,17 @@ class BaseSelector(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = False
-        return tags
+        try:  # with imbalanced-learn installed, present as one of its samplers
+            from imblearn.utils._tags import InputTags, SamplerTags, Tags
+        except ImportError:
+            return tags
+        sampler_tags = Tags(
+            estimator_type="sampler",
+            target_tags=tags.target_tags,
+            transformer_tags=None,
+            regressor_tags=None,
+            classifier_tags=None,
+            sampler_tags=SamplerTags(sample_indices=True),
+        )
+        sampler_tags.input_tags = InputTags(dataframe=True)
+        return sampler_tags

@@ -3,9 +3,11 @@
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.utils._param_validation import Interval
+from sklearn.base import _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 
-from .._array_api import device
+from .._array_api import device, to_numpy
 from ..linalg._maxvol import _add_rows, _maxvol
 from ..sketch import FrequentDirections
 from ._base import BaseSelector
@@ -35,19 +37,37 @@ class FastMaxVol(BaseSelector):
     n_select : int or float, default=0.1
         Rows to choose: a count, or a fraction of the rows of X
         (``floor(n_select * n_samples)``, at least 1).
-    rank : int, default=None
+    rank : int, "auto" or None, default=None
         Dimension of the representation; None uses the budget (capped by the
         number of features). Budgets above ``rank`` are filled by
         rect_maxvol; budgets below lower the rank to the budget. When X has
-        at most ``rank`` columns it is used as it is.
+        at most ``rank`` columns it is used as it is. "auto" is GRAFT's
+        dynamic rank: it needs the per-example ``gradients`` in :meth:`fit`,
+        tries ranks up to the budget by ``rank_rule``, and selects the rank
+        many rows of the chosen rank (at most the budget).
     tol : float, default=1.05
         Dominance threshold of the maxvol swaps, at least 1.
     max_iters : int, default=100
         Largest number of maxvol swaps.
+    rank_rule : {"smallest_below_eps", "min_residual"}, default="smallest_below_eps"
+        With ``rank="auto"``: "smallest_below_eps" takes the smallest rank
+        whose rows reproduce the mean gradient within ``eps`` (relative
+        least-squares residual), or the one with the smallest residual when
+        none does; "min_residual" is the GRAFT paper's rule, the smallest
+        residual among ``n_rank_candidates`` ranks drawn at random. The
+        residual vanishes as soon as the rows span the gradients (with
+        cross-entropy logit gradients, ``n_classes - 1`` rows), which is why
+        the default asks for the smallest rank that is good enough.
+    eps : float, default=0.1
+        Residual accepted by "smallest_below_eps".
+    n_rank_candidates : int, default=3
+        Ranks drawn by "min_residual".
     class_balance : {"equal", "proportional"}, default=None
         Select within each class of ``y``: "proportional" keeps the class
         shares, "equal" gives every class the same quota and shares what a
         small class cannot use among the others. None ignores ``y``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the candidate ranks of "min_residual"; nothing else is random.
     backend : {"auto", "numpy", "cupy", "array_api"}, default=None
         Where to compute; None uses the global setting of
         :func:`sketchsel.set_config`.
@@ -67,6 +87,16 @@ class FastMaxVol(BaseSelector):
     pivots_ : ndarray of shape (n_chosen,), int64
         The chosen rows in the order they were chosen, the columns of
         ``coefficients_``.
+    residuals_ : dict
+        With ``rank="auto"``: the relative residual of every rank tried.
+    residual_ : float
+        With ``gradients``: ``||G_S^T w - g|| / ||g||`` for the chosen rows S,
+        g the mean gradient and w ``sample_weight_``.
+    sample_weight_ : ndarray of shape (n_chosen,)
+        With ``gradients``: least-squares weights, in the order of
+        ``sample_indices_``, with ``G[sample_indices_].T @ sample_weight_``
+        closest to the mean gradient; train on the subset with these weights
+        to follow the full-batch gradient.
     classes_, class_quotas_ : ndarray
         With ``class_balance``: the classes and the rows taken from each; the
         attributes above are then lists with one entry per class.
@@ -96,46 +126,138 @@ class FastMaxVol(BaseSelector):
     >>> chosen = X[selector.pivots_]
     >>> bool(np.allclose(selector.coefficients_ @ chosen, X))
     True
+
+    GRAFT's dynamic rank, from per-example logit gradients:
+
+    >>> G = rng.standard_normal((1000, 4))
+    >>> G -= G.mean(axis=1, keepdims=True)
+    >>> graft = FastMaxVol(n_select=20, rank="auto").fit(X, gradients=G)
+    >>> graft.rank_, round(graft.residual_, 6)
+    (3, 0.0)
     """
 
     _parameter_constraints = {
         **BaseSelector._parameter_constraints,
-        "rank": [Interval(Integral, 1, None, closed="left"), None],
+        "rank": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
         "tol": [Interval(Real, 1, None, closed="left")],
         "max_iters": [Interval(Integral, 0, None, closed="left")],
+        "rank_rule": [StrOptions({"smallest_below_eps", "min_residual"})],
+        "eps": [Interval(Real, 0, None, closed="left")],
+        "n_rank_candidates": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
     }
 
     def __init__(
-        self, n_select=0.1, *, rank=None, tol=1.05, max_iters=100, class_balance=None,
-        backend=None,
+        self, n_select=0.1, *, rank=None, tol=1.05, max_iters=100, rank_rule="smallest_below_eps",
+        eps=0.1, n_rank_candidates=3, class_balance=None, random_state=None, backend=None,
     ):
         self.n_select = n_select
         self.rank = rank
         self.tol = tol
         self.max_iters = max_iters
+        self.rank_rule = rank_rule
+        self.eps = eps
+        self.n_rank_candidates = n_rank_candidates
         self.class_balance = class_balance
+        self.random_state = random_state
         self.backend = backend
 
-    def _select(self, X, xp, n_select):
-        n_samples, n_features = X.shape
-        rank = min(self.rank or n_select, n_select, n_features, n_samples)
-        if n_features <= rank:
-            features = X
-        else:
-            sketch = FrequentDirections(
-                min(n_features, 2 * rank), n_components=rank, backend="array_api"
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, *, gradients=None):
+        """Choose rows of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            One row per example (features, embeddings or gradients).
+        y : array-like of shape (n_samples,), default=None
+            Class labels; needed only with ``class_balance``.
+        gradients : array-like of shape (n_samples, n_outputs), default=None
+            Per-example gradients (for GRAFT, of the loss with respect to the
+            logits). Needed with ``rank="auto"``; when given, the chosen rows
+            also get ``sample_weight_`` and ``residual_``.
+
+        Returns
+        -------
+        self : FastMaxVol
+            The fitted selector.
+        """
+        if self.rank == "auto" and gradients is None:
+            raise ValueError(
+                'rank="auto" chooses the rank from per-example gradients: pass '
+                "fit(X, y, gradients=G), or give rank an integer."
             )
-            features = sketch.fit(X).transform(X)
-        pivots, C, _ = _maxvol(xp, features, self.tol, self.max_iters)
-        if len(pivots) < n_select:
-            # Budget above the rank (or a rank-deficient X): add the rows the
-            # chosen ones represent worst until the budget is met.
-            pivots, C = _add_rows(xp, C, pivots, 0.0, n_select, n_select)
-        chosen_rows = xp.take(features, xp.asarray(pivots, device=device(X)), axis=0)
-        pivots = np.asarray(pivots, dtype=np.int64)
-        return pivots, {
+        return self._fit(X, y, gradients=gradients)
+
+    def _select(self, X, xp, n_select, gradients=None):
+        n_samples, n_features = X.shape
+        largest = min(n_select, n_features, n_samples)
+        if self.rank == "auto":
+            # Leading directions in order, so that rank r uses the first r of them.
+            features = self._representation(X, largest, force=True)
+            rank, pivots, C, residuals = self._dynamic_rank(xp, features, gradients, largest)
+        else:
+            rank = min(self.rank or n_select, largest)
+            features = self._representation(X, rank)
+            pivots, C, _ = _maxvol(xp, features, self.tol, self.max_iters)
+            if len(pivots) < n_select:
+                # Budget above the rank (or a rank-deficient X): add the rows the
+                # chosen ones represent worst until the budget is met.
+                pivots, C = _add_rows(xp, C, pivots, 0.0, n_select, n_select)
+            residuals = None
+        take = xp.asarray(pivots, device=device(X))
+        fitted = {
             "rank_": rank,
-            "volume_": _log_volume(xp, chosen_rows),
+            "volume_": _log_volume(xp, xp.take(features[:, :rank], take, axis=0)),
             "coefficients_": C,
-            "pivots_": pivots,
+            "pivots_": np.asarray(pivots, dtype=np.int64),
         }
+        if residuals is not None:
+            fitted["residuals_"] = residuals
+        if gradients is not None:
+            weights, residual = _reproduce_mean(xp, gradients, take)
+            # In the order of sample_indices_, which is sorted.
+            fitted["sample_weight_"] = weights[np.argsort(fitted["pivots_"])]
+            fitted["residual_"] = residual
+        return fitted["pivots_"], fitted
+
+    def _representation(self, X, rank, force=False):
+        """X projected on its ``rank`` leading right singular directions (X itself if narrow)."""
+        n_features = X.shape[1]
+        if n_features <= rank and not force:
+            return X
+        sketch = FrequentDirections(
+            min(n_features, 2 * rank), n_components=rank, backend="array_api"
+        )
+        return sketch.fit(X).transform(X)
+
+    def _dynamic_rank(self, xp, features, gradients, largest):
+        """GRAFT's rank choice: the rows of rank r should reproduce the mean gradient."""
+        if self.rank_rule == "min_residual":
+            rng = check_random_state(self.random_state)
+            size = min(self.n_rank_candidates, largest)
+            candidates = sorted(int(r) for r in rng.choice(np.arange(1, largest + 1), size, False))
+        else:
+            candidates = range(1, largest + 1)
+        residuals, best = {}, None
+        for rank in candidates:
+            pivots, C, _ = _maxvol(xp, features[:, :rank], self.tol, self.max_iters)
+            take = xp.asarray(pivots, device=device(features))
+            residuals[rank] = _reproduce_mean(xp, gradients, take)[1]
+            if best is None or residuals[rank] < residuals[best[0]]:
+                best = (rank, pivots, C)
+            if self.rank_rule == "smallest_below_eps" and residuals[rank] <= self.eps:
+                best = (rank, pivots, C)
+                break
+        return (*best, residuals)
+
+
+def _reproduce_mean(xp, gradients, rows):
+    """Least-squares weights w with ``G[rows]^T w ~ mean gradient``, and the relative residual."""
+    G = xp.astype(gradients, xp.float64)
+    target = xp.mean(G, axis=0)
+    chosen = xp.take(G, rows, axis=0)
+    weights = xp.linalg.pinv(chosen.T) @ target
+    norm = float(xp.linalg.vector_norm(target))
+    residual = float(xp.linalg.vector_norm(chosen.T @ weights - target))
+    return np.asarray(to_numpy(weights)), residual / norm if norm > 0 else 0.0

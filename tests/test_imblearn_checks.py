@@ -1,0 +1,35 @@
+"""imbalanced-learn's sampler checks, for the selectors."""
+
+from imblearn.utils.estimator_checks import parametrize_with_checks
+
+from sketchsel import FastMaxVol
+
+_NO_CLASSES_NEEDED = (
+    "without class balancing a selector does not use classes, so it accepts continuous "
+    "targets (regression) instead of refusing them"
+)
+_ONE_CLASS = (
+    "a selector chooses rows among the samples of one class as among many; a single class "
+    "is a valid input, not an error"
+)
+_INDICATOR = (
+    "class balancing takes class labels; a label-indicator matrix is refused with a clear "
+    "error instead of being decoded"
+)
+
+
+def expected_failures(selector):
+    failures = {"check_samplers_one_label": _ONE_CLASS}
+    if selector.class_balance is None:
+        failures["check_target_type"] = _NO_CLASSES_NEEDED
+    else:
+        failures["check_samplers_multiclass_ova"] = _INDICATOR
+    return failures
+
+
+@parametrize_with_checks(
+    [FastMaxVol(n_select=0.5), FastMaxVol(n_select=0.5, class_balance="equal")],
+    expected_failed_checks=expected_failures,
+)
+def test_imblearn_compatible(estimator, check):
+    check(estimator)
