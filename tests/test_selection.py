@@ -252,3 +252,45 @@ def test_dynamic_rank_needs_matching_gradients():
         bad = G.copy()
         bad[0, 0] = np.inf
         FastMaxVol(rank="auto").fit(X, gradients=bad)
+
+
+# ------------------------------------------------------------ sources of batches
+
+
+def test_a_source_of_batches_selects_what_the_array_does():
+    rng = np.random.default_rng(9)
+    X = low_rank(n=900, d=40, rank=5, seed=9) + 0.01 * rng.standard_normal((900, 40))
+    y = rng.integers(0, 3, 900)
+    expected = FastMaxVol(n_select=0.02).fit(X, y)
+
+    def source():
+        return ((X[i : i + 100], y[i : i + 100]) for i in range(0, 900, 100))
+
+    for n_select, rank in [(0.02, None), (18, None), (30, 6)]:
+        in_memory = FastMaxVol(n_select=n_select, rank=rank).fit(X)
+        streamed = FastMaxVol(n_select=n_select, rank=rank).fit(source)
+        assert_array_equal(streamed.select(), in_memory.select())
+        assert streamed.n_features_in_ == 40
+    assert FastMaxVol(n_select=0.02).fit(source).sampling_strategy_ == expected.sampling_strategy_
+
+
+def test_a_torch_dataloader_is_a_source():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    X = low_rank(n=300, d=20, rank=4, seed=10)
+    loader = DataLoader(TensorDataset(torch.from_numpy(X), torch.zeros(300)), batch_size=64)
+    assert_array_equal(FastMaxVol(n_select=4).fit(loader).select(), FastMaxVol(n_select=4).fit_select(X))
+
+
+def test_sources_that_cannot_work_are_refused_clearly():
+    X = low_rank(n=200, d=20, rank=4)
+    one_shot = (X[i : i + 50] for i in range(0, 200, 50))
+    with pytest.raises(TypeError, match="one-shot iterator"):
+        FastMaxVol(n_select=4).fit(one_shot)
+    source = lambda: iter([X[:100], X[100:]])  # noqa: E731
+    with pytest.raises(ValueError, match="labels come from the batches"):
+        FastMaxVol(n_select=4).fit(source, np.zeros(200))
+    with pytest.raises(ValueError, match="class_balance with a source of batches"):
+        FastMaxVol(n_select=4, class_balance="equal").fit(source)
+    with pytest.raises(ValueError, match="no rows"):
+        FastMaxVol(n_select=4).fit(lambda: iter([]))

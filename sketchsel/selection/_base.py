@@ -72,6 +72,44 @@ def class_quotas(counts, n_select, mode):
     return quotas
 
 
+def is_batch_source(X):
+    """Whether X is a source of batches rather than an array.
+
+    A source is a callable returning an iterator of batches, or an iterable
+    that is not array-like (no ``shape``; lists and tuples are arrays).
+    """
+    if callable(X):
+        return True
+    return hasattr(X, "__iter__") and not hasattr(X, "shape") and not isinstance(X, (list, tuple))
+
+
+def iter_batches(source):
+    """One pass over a source: ``(X_batch, y_batch)`` pairs, y_batch None when absent.
+
+    A batch is ``X_batch`` alone or a pair ``(X_batch, y_batch)``, as a tuple
+    or a two-element list.
+
+    Raises
+    ------
+    TypeError
+        When the source is a one-shot iterator (a generator), which a second
+        pass would find empty.
+    """
+    iterator = source() if callable(source) else iter(source)
+    if iterator is source:
+        raise TypeError(
+            "X is a one-shot iterator (a generator), but selection reads the data more than "
+            "once: pass a function that returns a new iterator, or a re-iterable object such "
+            "as a torch DataLoader."
+        )
+    for batch in iterator:
+        # A pair, as a tuple or as the list a torch DataLoader yields.
+        if isinstance(batch, (tuple, list)) and len(batch) == 2:
+            yield batch[0], batch[1]
+        else:
+            yield batch, None
+
+
 class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
     """Base class of the selectors: fit on rows, then read the chosen ones.
 
@@ -101,11 +139,14 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features) or source of batches
             One row per example (features or per-example gradients), from
-            any array library.
+            any array library; or, where the selector supports it, a
+            re-iterable source of ``(X_batch, y_batch)`` pairs (a callable
+            returning an iterator, or an object like a DataLoader).
         y : array-like of shape (n_samples,), default=None
-            Class labels; needed only with ``class_balance``.
+            Class labels; needed only with ``class_balance``. With a source,
+            the labels come from the batches.
 
         Returns
         -------
@@ -121,9 +162,19 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
         class balancing, split by class with it; ``_select`` receives them as
         keyword arguments.
         """
+        source_features = None
+        if is_batch_source(X):
+            if y is not None or any(value is not None for value in row_data.values()):
+                raise ValueError(
+                    "With a source of batches, the labels come from the batches: yield "
+                    "(X_batch, y_batch) pairs and call fit(source) without y or per-row data."
+                )
+            X, y, source_features = self._reduce_source(X)
         backend = resolve_backend(self.backend, X)
         Xc, xp = check_array(X, backend=backend)
         validate_data(self, X=X, reset=True, skip_check_array=True)
+        if source_features is not None:
+            self.n_features_in_ = source_features
         n_samples = Xc.shape[0]
         for name, value in row_data.items():
             if value is not None:
@@ -153,6 +204,16 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
                 label: int(np.sum(kept == label)) for label in np.unique(labels)
             }
         return self
+
+    def _reduce_source(self, source):
+        """(rows, labels, n_features) in memory from a source of batches.
+
+        Selectors that can work from a source override this with their own
+        passes, keeping O(N) rows of a small representation, never N x D.
+        """
+        raise TypeError(
+            f"{type(self).__name__} needs X as an array; it does not read sources of batches."
+        )
 
     def _select_per_class(self, X, xp, y, n_select, row_data):
         if y is None:

@@ -6,11 +6,12 @@ import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import column_or_1d
 
-from .._array_api import device, to_numpy
+from .._array_api import array_namespace, check_array, device, to_numpy
 from ..linalg._maxvol import _add_rows, _maxvol
 from ..sketch import FrequentDirections
-from ._base import BaseSelector
+from ._base import BaseSelector, iter_batches, resolve_n_select
 
 
 def _log_volume(xp, rows):
@@ -220,6 +221,53 @@ class FastMaxVol(BaseSelector):
             fitted["sample_weight_"] = weights[np.argsort(fitted["pivots_"])]
             fitted["residual_"] = residual
         return fitted["pivots_"], fitted
+
+    def _reduce_source(self, source):
+        """The rank-dimensional representation of a source's rows, in two passes.
+
+        Pass 1 sketches the rows with Frequent Directions, pass 2 projects
+        them on its leading directions, so memory is O(sketch + N * rank),
+        never N x D; the in-memory path then runs on the projections and
+        chooses the same rows as ``fit`` on the whole array. A fractional
+        budget with no ``rank`` first counts the rows (one more pass).
+        """
+        if self.rank == "auto":
+            raise ValueError(
+                'rank="auto" needs per-example gradients, which a source of batches does not '
+                "carry: pass X and gradients as arrays, or give rank an integer."
+            )
+        if self.class_balance is not None:
+            raise ValueError(
+                "class_balance with a source of batches is not supported yet: pass X and y "
+                "as arrays, or use class_balance=None."
+            )
+        if self.rank is not None:
+            rank = self.rank
+        elif isinstance(self.n_select, Integral):
+            rank = self.n_select
+        else:
+            n_rows = sum(check_array(rows)[0].shape[0] for rows, _ in iter_batches(source))
+            rank = resolve_n_select(self.n_select, n_rows)
+        backend = self.backend
+        sketch = None
+        for rows, _ in iter_batches(source):
+            rows, _ = check_array(rows, backend=backend)
+            if sketch is None:
+                rank = min(rank, rows.shape[1])
+                sketch = FrequentDirections(
+                    min(rows.shape[1], 2 * rank), n_components=rank, backend=backend
+                )
+            sketch.partial_fit(rows)
+        if sketch is None:
+            raise ValueError("The source of batches yielded no rows; X must hold at least one.")
+        features, labels = [], []
+        for rows, batch_labels in iter_batches(source):
+            features.append(sketch.transform(rows))
+            if batch_labels is not None:
+                labels.append(column_or_1d(to_numpy(batch_labels)))
+        xp = array_namespace(features[0])
+        y = np.concatenate(labels) if labels else None
+        return xp.concat(features, axis=0), y, sketch.n_features_in_
 
     def _representation(self, X, rank, force=False):
         """X projected on its ``rank`` leading right singular directions (X itself if narrow)."""
