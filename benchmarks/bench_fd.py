@@ -17,10 +17,6 @@ IncrementalPCA centres the data, so its error is measured on the centred
 matrix, the one it approximates.
 """
 
-import argparse
-import datetime
-import os
-import platform
 import sys
 import time
 import tracemalloc
@@ -28,13 +24,12 @@ import tracemalloc
 import numpy as np
 from sklearn.decomposition import IncrementalPCA
 from sklearn.utils.extmath import randomized_svd
-from threadpoolctl import threadpool_info
+from _report import run
 
 from sketchsel import FrequentDirections
 
 SKETCH_SIZE = 64
 SIZES = [(50_000, 512), (200_000, 1_024)]
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "bench_fd.md")
 
 
 def make_matrix(n, d, seed=0):
@@ -167,44 +162,19 @@ def bench(n, d, ell):
     return lines
 
 
-def environment():
-    blas = ", ".join(
-        f"{i['internal_api']} {i.get('version')} ({i.get('architecture')}, "
-        f"{i['num_threads']} threads)"
-        for i in threadpool_info()
-        if i["user_api"] == "blas"
-    )
-    return (
-        f"Python {platform.python_version()}, NumPy {np.__version__}, {os.cpu_count()} CPU "
-        f"cores, BLAS: {blas}. Run on {datetime.date.today().isoformat()}."
-    )
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="only the small matrix")
-    parser.add_argument("--output", default=RESULTS, help="markdown file for the results")
-    args = parser.parse_args(argv)
-    sizes = SIZES[:1] if args.quick else SIZES
-    lines = [
-        "# Frequent Directions benchmark",
-        "",
-        f"Command: `python benchmarks/bench_fd.py{' --quick' if args.quick else ''}`. "
-        + environment(),
-        "",
+    return run(
+        "bench_fd",
+        __doc__,
+        "Frequent Directions benchmark",
         "Peak memory counts arrays allocated through NumPy during the call (tracemalloc), "
         "not the input. IncrementalPCA's error is that of the centred matrix, which it "
         "approximates.",
-        "",
-    ]
-    for n, d in sizes:
-        print(f"{n} x {d}, l = {SKETCH_SIZE}", flush=True)
-        lines += bench(n, d, SKETCH_SIZE) + [""]
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as f:
-        f.write("\n".join(lines))
-    print(f"results written to {args.output}")
-    return 0
+        SIZES,
+        SIZES[:1],
+        lambda size: bench(*size, SKETCH_SIZE),
+        argv,
+    )
 
 
 if __name__ == "__main__":

@@ -17,22 +17,17 @@ teneva allocates an N x N permutation matrix, and runs only where that fits.
 of C" is the time of ``C.max()``, the memory bandwidth bound of a pass over C.
 """
 
-import argparse
-import datetime
-import os
-import platform
 import sys
 import time
 
 import numpy as np
 import scipy.linalg
 from scipy.linalg.blas import dger
-from threadpoolctl import threadpool_info
+from _report import run
 
 from sketchsel.linalg import maxvol
 
 SIZES = [(20_000, 32), (100_000, 64), (1_000_000, 64)]
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "bench_maxvol.md")
 
 
 def maxvolpy_numpy(A, tol=1.05, max_iters=100):
@@ -127,44 +122,17 @@ def bench(n, r):
     return lines + [""]
 
 
-def environment():
-    blas = ", ".join(
-        f"{i['internal_api']} {i.get('version')} ({i['num_threads']} threads)"
-        for i in threadpool_info()
-        if i["user_api"] == "blas"
-    )
-    import numba
-
-    return (
-        f"Python {platform.python_version()}, NumPy {np.__version__}, Numba {numba.__version__} "
-        f"({numba.get_num_threads()} threads), {os.cpu_count()} CPU cores, BLAS: {blas}. "
-        f"Run on {datetime.date.today().isoformat()}."
-    )
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the two smaller sizes only")
-    parser.add_argument("--output", default=RESULTS, help="markdown file for the results")
-    args = parser.parse_args(argv)
-    sizes = SIZES[:2] if args.quick else SIZES
-    lines = [
-        "# MaxVol benchmark",
-        "",
-        f"Command: `python benchmarks/bench_maxvol.py{' --quick' if args.quick else ''}`. "
-        + environment(),
-        "",
+    return run(
+        "bench_maxvol",
+        __doc__,
+        "MaxVol benchmark",
         "tol = 1.05, at most 100 swaps. Time per swap excludes the LU start.",
-        "",
-    ]
-    for n, r in sizes:
-        print(f"{n} x {r}", flush=True)
-        lines += bench(n, r)
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as f:
-        f.write("\n".join(lines))
-    print(f"results written to {args.output}")
-    return 0
+        SIZES,
+        SIZES[:2],
+        lambda size: bench(*size),
+        argv,
+    )
 
 
 if __name__ == "__main__":
