@@ -6,12 +6,13 @@ here; they are loaded only when an input or a back-end needs them.
 """
 
 from ._config import config_context, get_config, set_config
-from .selection import FastMaxVol
+from .selection import AgreementSelector, FastMaxVol
 from .sketch import FrequentDirections
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AgreementSelector",
     "FastMaxVol",
     "FrequentDirections",
     "config_context",

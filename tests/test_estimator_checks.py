@@ -3,7 +3,7 @@
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sketchsel import FastMaxVol, FrequentDirections
+from sketchsel import AgreementSelector, FastMaxVol, FrequentDirections
 
 
 @parametrize_with_checks(
@@ -12,6 +12,9 @@ from sketchsel import FastMaxVol, FrequentDirections
         FrequentDirections(block_size=3),
         FastMaxVol(n_select=0.5),
         FastMaxVol(n_select=0.5, rank=1, class_balance="proportional"),
+        AgreementSelector(n_select=0.5),
+        AgreementSelector(n_select=0.5, projection="gaussian", diversity=0.3,
+                          class_balance="equal", random_state=0),
     ]
 )
 def test_sklearn_compatible(estimator, check):

@@ -2,7 +2,7 @@
 
 from imblearn.utils.estimator_checks import parametrize_with_checks
 
-from sketchsel import FastMaxVol
+from sketchsel import AgreementSelector, FastMaxVol
 
 _NO_CLASSES_NEEDED = (
     "without class balancing a selector does not use classes, so it accepts continuous "
@@ -28,7 +28,12 @@ def expected_failures(selector):
 
 
 @parametrize_with_checks(
-    [FastMaxVol(n_select=0.5), FastMaxVol(n_select=0.5, class_balance="equal")],
+    [
+        FastMaxVol(n_select=0.5),
+        FastMaxVol(n_select=0.5, class_balance="equal"),
+        AgreementSelector(n_select=0.5),
+        AgreementSelector(n_select=0.5, class_balance="proportional"),
+    ],
     expected_failed_checks=expected_failures,
 )
 def test_imblearn_compatible(estimator, check):

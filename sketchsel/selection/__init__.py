@@ -1,6 +1,7 @@
 """Selectors: choose which rows (training examples) to keep."""
 
+from ._agreement import AgreementSelector
 from ._base import BaseSelector
 from ._fast_maxvol import FastMaxVol
 
-__all__ = ["BaseSelector", "FastMaxVol"]
+__all__ = ["AgreementSelector", "BaseSelector", "FastMaxVol"]

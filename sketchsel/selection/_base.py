@@ -121,7 +121,8 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
     With class balancing, ``_select`` runs once per class, on that class's
     rows and quota; the choices are mapped back to row indices of X, and each
     fitted attribute becomes a list with one entry per class of ``classes_``
-    (None for a class with a zero quota).
+    (None for a class with a zero quota). A selector that needs all rows at
+    once even then (a sketch shared by the classes) overrides ``_choose``.
     """
 
     _parameter_constraints = {
@@ -186,11 +187,10 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
                     )
                 row_data[name] = value
         n_select = resolve_n_select(self.n_select, n_samples)
-        if self.class_balance is None:
-            chosen, fitted = self._select(Xc, xp, n_select, **row_data)
-            chosen = np.asarray(chosen, dtype=np.int64)
-        else:
-            chosen, fitted = self._select_per_class(Xc, xp, y, n_select, row_data)
+        codes = quotas = None
+        if self.class_balance is not None:
+            codes, quotas = self._class_quotas(y, n_samples, n_select)
+        chosen, fitted = self._choose(Xc, xp, n_select, codes, quotas, row_data)
         for name, value in fitted.items():
             setattr(self, name, value)
         self.n_samples_fit_ = n_samples
@@ -215,25 +215,38 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
             f"{type(self).__name__} needs X as an array; it does not read sources of batches."
         )
 
-    def _select_per_class(self, X, xp, y, n_select, row_data):
+    def _class_quotas(self, y, n_samples, n_select):
+        """Class codes of the rows and the quota of each class; sets classes_, class_quotas_."""
         if y is None:
             raise ValueError(
                 f"class_balance={self.class_balance!r} needs the class labels y; pass "
                 f"fit(X, y), or use class_balance=None."
             )
         y = column_or_1d(to_numpy(y), warn=True)
-        if y.shape[0] != X.shape[0]:
+        if y.shape[0] != n_samples:
             raise ValueError(
-                f"y has {y.shape[0]} labels but X has {X.shape[0]} rows; they must match."
+                f"y has {y.shape[0]} labels but X has {n_samples} rows; they must match."
             )
         check_classification_targets(y)
-        self.classes_, labels, counts = np.unique(y, return_inverse=True, return_counts=True)
-        quotas = class_quotas(counts, n_select, self.class_balance)
+        self.classes_, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
+        self.class_quotas_ = class_quotas(counts, n_select, self.class_balance)
+        return codes, self.class_quotas_
+
+    def _choose(self, X, xp, n_select, codes, quotas, row_data):
+        """Row indices to keep and the fitted attributes.
+
+        Without classes (``codes`` None) this is ``_select`` on all rows;
+        with them, ``_select`` runs on each class's rows and quota, and the
+        per-class attributes are gathered into lists.
+        """
+        if codes is None:
+            chosen, fitted = self._select(X, xp, n_select, **row_data)
+            return np.asarray(chosen, dtype=np.int64), fitted
         chosen, fitted = [], {}
-        for label, quota in enumerate(quotas):
+        for code, quota in enumerate(quotas):
             if quota == 0:
                 continue
-            rows = np.flatnonzero(labels == label)
+            rows = np.flatnonzero(codes == code)
             take = xp.asarray(rows, device=device(X))
             parts = {
                 name: None if value is None else xp.take(value, take, axis=0)
@@ -242,8 +255,7 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
             indices, values = self._select(xp.take(X, take, axis=0), xp, int(quota), **parts)
             chosen.append(rows[np.asarray(indices, dtype=np.int64)])
             for name, value in values.items():
-                fitted.setdefault(name, [None] * quotas.size)[label] = value
-        self.class_quotas_ = quotas
+                fitted.setdefault(name, [None] * quotas.size)[code] = value
         return np.concatenate(chosen), fitted
 
     def select(self):

@@ -1,0 +1,166 @@
+"""AgreementSelector (SAGE) against brute force on the exact gradients."""
+
+import array_api_strict
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.utils._param_validation import InvalidParameterError
+
+import sketchsel
+from sketchsel import AgreementSelector
+
+
+def exact_scores(G, labels=None):
+    """Cosine of each gradient with the normalised mean of the unit gradients (of its class)."""
+    norms = np.linalg.norm(G, axis=1, keepdims=True)
+    units = np.divide(G, norms, out=np.zeros_like(G), where=norms > 0)
+    scores = np.zeros(len(G))
+    groups = [np.arange(len(G))] if labels is None else [
+        np.flatnonzero(labels == c) for c in np.unique(labels)
+    ]
+    for rows in groups:
+        mean = units[rows].mean(axis=0)
+        if np.linalg.norm(mean) > 0:
+            scores[rows] = units[rows] @ (mean / np.linalg.norm(mean))
+    return scores
+
+
+def gradients(n=300, d=40, rank=8, seed=0, shift=1.0):
+    rng = np.random.default_rng(seed)
+    G = rng.standard_normal((n, rank)) @ rng.standard_normal((rank, d))
+    return G + shift * rng.standard_normal(d) * (rank >= d)
+
+
+@given(st.integers(2, 200), st.integers(1, 30), st.integers(1, 12), st.integers(0, 2**31 - 1))
+def test_scores_are_exact_cosines_when_the_sketch_spans_the_gradients(n, d, rank, seed):
+    rng = np.random.default_rng(seed)
+    G = rng.standard_normal((n, rank)) @ rng.standard_normal((rank, d)) + rng.standard_normal(d)
+    selector = AgreementSelector(n_select=1, sketch_size=min(rank + 1, d)).fit(G)
+    assert_allclose(selector.scores_, exact_scores(G), atol=1e-7)
+
+
+def test_top_scores_are_kept_with_ties_to_the_lower_index():
+    G = gradients()
+    selector = AgreementSelector(n_select=30, sketch_size=64).fit(G)
+    order = np.argsort(-selector.scores_, kind="stable")
+    assert_array_equal(selector.select(), np.sort(order[:30]))
+    # Equal scores (rows along one direction, any length): the lowest indices win.
+    same = np.outer(np.arange(1.0, 21.0), G[0])
+    assert_array_equal(AgreementSelector(n_select=3).fit(same).select(), [0, 1, 2])
+
+
+@pytest.mark.parametrize("mode", ["equal", "proportional"])
+def test_class_balance_uses_each_class_consensus_and_quota(mode):
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1, 2], [400, 60, 5])
+    G = gradients(n=y.size, d=30, rank=30, seed=1) + 3 * np.eye(3)[y] @ rng.standard_normal((3, 30))
+    selector = AgreementSelector(n_select=90, sketch_size=64, class_balance=mode).fit(G, y)
+    assert_allclose(selector.scores_, exact_scores(G, y), atol=1e-7)
+    chosen = selector.select()
+    counts = np.bincount(y[chosen], minlength=3)
+    assert counts.tolist() == selector.class_quotas_.tolist()
+    if mode == "equal":  # the 5-row class cannot use its 30: the others share the rest
+        assert counts.tolist() == [43, 42, 5]
+    for c in range(3):  # within a class, the top scores
+        rows = np.flatnonzero(y == c)
+        top = rows[np.argsort(-selector.scores_[rows], kind="stable")[: counts[c]]]
+        assert set(top) == set(chosen[y[chosen] == c])
+
+
+def test_diversity_greedy_matches_brute_force():
+    G = gradients(n=120, d=20, rank=20, seed=2)
+    lam = 0.5
+    selector = AgreementSelector(n_select=15, sketch_size=32, diversity=lam).fit(G)
+    units = G / np.linalg.norm(G, axis=1, keepdims=True)
+    scores = exact_scores(G)
+    picked = []
+    for _ in range(15):
+        gain = scores - lam * np.max(units @ units[picked].T, axis=1) if picked else scores.copy()
+        gain[picked] = -np.inf
+        picked.append(int(np.argmax(gain)))
+    assert_array_equal(selector.select(), np.sort(picked))
+
+
+def test_zero_gradients_score_zero():
+    G = gradients(n=50, d=10, rank=10, seed=3)
+    G[[4, 7]] = 0.0
+    selector = AgreementSelector(n_select=10).fit(G)
+    assert selector.scores_[4] == 0 and selector.scores_[7] == 0
+    assert AgreementSelector(n_select=2).fit(np.zeros((5, 3))).scores_.tolist() == [0.0] * 5
+
+
+@pytest.mark.parametrize("projection", ["fd", "gaussian"])
+@pytest.mark.parametrize("balance", [None, "equal"])
+def test_a_source_of_batches_gives_the_in_memory_selection(projection, balance):
+    rng = np.random.default_rng(4)
+    G = gradients(n=500, d=60, rank=12, seed=4)
+    y = rng.integers(0, 4, 500)
+    params = dict(n_select=0.2, sketch_size=16, projection=projection, class_balance=balance,
+                  random_state=0)
+    in_memory = AgreementSelector(**params).fit(G, y)
+
+    def source():
+        return ((G[i : i + 64], y[i : i + 64]) for i in range(0, 500, 64))
+
+    streamed = AgreementSelector(**params).fit(source)
+    assert_allclose(streamed.scores_, in_memory.scores_, atol=1e-8)
+    assert_array_equal(streamed.select(), in_memory.select())
+    # The first 12 directions span the gradients (rank 12); the others are arbitrary.
+    k = 12 if projection == "fd" else 16
+    assert_allclose(streamed.components_[:k], in_memory.components_[:k], atol=1e-8)
+    assert streamed.n_features_in_ == 60
+
+
+def test_gaussian_projection_approximates_the_cosines_and_is_seeded():
+    rng = np.random.default_rng(5)
+    direction = rng.standard_normal(300)
+    # Agreement varying from opposed to aligned, so the scores spread over [-1, 1].
+    G = np.outer(rng.uniform(-1, 2, 400), direction) + rng.standard_normal((400, 300))
+    fit = lambda seed: AgreementSelector(  # noqa: E731
+        n_select=40, sketch_size=200, projection="gaussian", random_state=seed
+    ).fit(G)
+    assert_array_equal(fit(0).select(), fit(0).select())
+    assert np.corrcoef(fit(0).scores_, exact_scores(G))[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtypes_and_namespaces_agree(dtype):
+    G = gradients(n=200, d=30, rank=6, seed=6).astype(dtype)
+    expected = AgreementSelector(n_select=20, sketch_size=8).fit(G)
+    tol = 1e-4 if dtype == np.float32 else 1e-9
+    assert_allclose(expected.scores_, exact_scores(G.astype(float)), atol=tol)
+    for convert in (torch.from_numpy, array_api_strict.asarray):
+        with sketchsel.config_context(backend="array_api"):
+            got = AgreementSelector(n_select=20, sketch_size=8).fit(convert(G))
+        assert_allclose(got.scores_, expected.scores_, atol=tol)
+        assert_array_equal(got.select(), expected.select())
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda G, y: AgreementSelector(class_balance="equal").fit(G, y[:-1]), ValueError,
+         "y has 99 labels but X has 100 rows"),
+        (lambda G, y: AgreementSelector(n_select=0).fit(G), InvalidParameterError, "n_select"),
+        (lambda G, y: AgreementSelector(n_select=101).fit(G), ValueError,
+         "n_select=101 is larger than the number of samples"),
+        (lambda G, y: AgreementSelector(class_balance="max").fit(G, y), InvalidParameterError,
+         "class_balance"),
+        (lambda G, y: AgreementSelector(projection="pca").fit(G), InvalidParameterError,
+         "projection"),
+    ],
+)
+def test_bad_input_is_explained(call, error, match):
+    G = gradients(n=100, d=10, rank=10, seed=7)
+    with pytest.raises(error, match=match):
+        call(G, np.arange(100) % 3)
+
+
+def test_non_finite_rows_are_named():
+    G = gradients(n=100, d=10, rank=10, seed=8)
+    G[13, 2] = np.nan
+    with pytest.raises(ValueError, match=r"\[13\]"):
+        AgreementSelector().fit(G)
