@@ -5,8 +5,9 @@ Run from the repository root:
     python benchmarks/bench_maxvol.py           # writes benchmarks/results/bench_maxvol.md
     python benchmarks/bench_maxvol.py --quick   # the two smaller sizes only
 
-Each method runs once per size in the same process (after a warm-up on a
-small matrix, which also compiles the Numba kernels), on a float64 Gaussian
+Each method runs once per size in the same process (best of three when a run
+takes under 2 s; after a warm-up on a small matrix, which also compiles the
+Numba kernels), on a float64 Gaussian
 matrix, with ``tol=1.05`` and at most 100 swaps. maxvolpy itself no longer
 builds on NumPy 2, so its pure-Python fallback ``py_maxvol`` is re-implemented
 here as written (LAPACK getrf start, two trtrs solves, and per swap a full
@@ -93,6 +94,9 @@ def bench(n, r):
         try:
             (pivots, C, n_iter), elapsed = timed(fn, A)
             _, start_only = timed(fn, A, max_iters=0)
+            if elapsed < 2.0:  # short runs: the best of three, against timer noise
+                elapsed = min([elapsed] + [timed(fn, A)[1] for _ in range(2)])
+                start_only = min([start_only] + [timed(fn, A, max_iters=0)[1] for _ in range(2)])
         except MemoryError as exc:
             rows.append((name, None, None, None, None, None, f"not run: {exc}"))
             print(f"  {name}: not run ({exc})", flush=True)
