@@ -44,7 +44,7 @@ def run(script, doc, title, notes, sizes, quick_sizes, bench, argv=None):
     command = f"python benchmarks/{script}.py{' --quick' if args.quick else ''}"
     lines = [f"# {title}", "", f"Command: `{command}`. " + environment(), "", notes, ""]
     for size in quick_sizes if args.quick else sizes:
-        print(" x ".join(f"{s:,}" for s in size), flush=True)
+        print(" x ".join(f"{s:,}" if isinstance(s, int) else str(s) for s in size), flush=True)
         lines += bench(size) + [""]
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:

@@ -14,7 +14,8 @@ here as written (LAPACK getrf start, two trtrs solves, and per swap a full
 ``argmax |C|`` plus a BLAS ``ger`` rank-1 update on the transposed C).
 teneva allocates an N x N permutation matrix, and runs only where that fits.
 
-"time per swap" is (time with 100 swaps - time with none) / swaps; "one read
+"time per swap" is, for sketchsel, the Numba swap loop timed alone, and for
+maxvolpy's algorithm (time with 100 swaps - time with none) / swaps; "one read
 of C" is the time of ``C.max()``, the memory bandwidth bound of a pass over C.
 """
 
@@ -71,6 +72,21 @@ def run_teneva(A, max_iters=100):
     return pivots, C, None
 
 
+def sketchsel_swap_time(A):
+    """Seconds per swap of sketchsel's kernel, timed alone: at large N the start's
+    run-to-run noise exceeds the whole swap loop, so a difference of two runs is no use."""
+    from array_api_compat import array_namespace
+
+    from sketchsel.linalg import _maxvol as impl
+    from sketchsel.linalg import _maxvol_numba
+
+    pivots, _, factors = impl._start(array_namespace(A), A, A.shape[1])
+    C = impl._lapack_coefficients(*factors)
+    start = time.perf_counter()
+    n_iter = _maxvol_numba.swap_loop(C, np.asarray(pivots, dtype=np.int64), 1.05, 100)
+    return (time.perf_counter() - start) / max(n_iter, 1)
+
+
 def log_volume(A, pivots):
     return float(np.linalg.slogdet(A[np.asarray(pivots)])[1])
 
@@ -102,7 +118,10 @@ def bench(n, r):
             print(f"  {name}: not run ({exc})", flush=True)
             continue
         volume = log_volume(A, pivots)
-        per_swap = (elapsed - start_only) / n_iter if n_iter else float("nan")
+        if fn is run_sketchsel:
+            per_swap = sketchsel_swap_time(A)
+        else:
+            per_swap = (elapsed - start_only) / n_iter if n_iter else float("nan")
         read = min(timed(np.max, C)[1] for _ in range(3))
         rows.append((name, elapsed, n_iter, per_swap, read, volume, ""))
         print(f"  {name}: {elapsed:.3f} s, {n_iter} swaps, log-volume {volume:.3f}", flush=True)

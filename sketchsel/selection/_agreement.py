@@ -142,7 +142,8 @@ class AgreementSelector(BaseSelector):
         return xp.asarray(matrix / np.sqrt(k), dtype=like.dtype, device=device(like))
 
     def _choose(self, X, xp, n_select, codes, quotas, row_data):
-        # Rows from a source of batches arrive projected already (_reduce_source).
+        # Rows from a source of batches arrive projected and normalised already
+        # (_reduce_source), so that only one n_samples x sketch_size array exists.
         directions = self.__dict__.pop("_source_directions", None)
         if directions is None:
             if self.projection == "gaussian":
@@ -150,8 +151,9 @@ class AgreementSelector(BaseSelector):
             else:
                 k = min(self.sketch_size, X.shape[1])
                 directions = FrequentDirections(k, backend="array_api").fit(X).components_
-            X = X @ directions.T
-        units = _unit_rows(xp, X)
+            units = _unit_rows(xp, X @ directions.T)
+        else:
+            units = X
         scores = np.empty(X.shape[0])
         if codes is None:
             scores[:] = _agreement(xp, units)
@@ -199,13 +201,15 @@ class AgreementSelector(BaseSelector):
                     k = min(self.sketch_size, rows.shape[1])
                     sketch = FrequentDirections(k, backend=self.backend)
                 sketch.partial_fit(rows)
+            # Only the directions are kept: the sketch's state is freed before pass 2.
             directions = None if sketch is None else sketch.components_
+            del sketch
         projected, labels = [], []
         for rows, batch_labels in iter_batches(source):
             rows, xp = check_array(rows, backend=self.backend)
             if directions is None:
                 directions = self._gaussian(xp, rows)
-            projected.append(rows @ xp.astype(directions, rows.dtype).T)
+            projected.append(_unit_rows(xp, rows @ xp.astype(directions, rows.dtype).T))
             if batch_labels is not None:
                 labels.append(column_or_1d(to_numpy(batch_labels)))
         if not projected:
@@ -222,9 +226,13 @@ def _unit_rows(xp, Z):
 
 
 def _agreement(xp, units):
-    """Cosine of each unit row with the normalised mean of the rows (0 if the mean is 0)."""
-    mean = xp.mean(xp.astype(units, xp.float64), axis=0)
-    norm = float(xp.linalg.vector_norm(mean))
+    """Cosine of each unit row with the normalised mean of the rows (0 if the mean is 0).
+
+    The mean is summed in float64 without a float64 copy of the rows.
+    """
+    total = xp.sum(units, axis=0, dtype=xp.float64)
+    norm = float(xp.linalg.vector_norm(total))
     if norm == 0:
         return np.zeros(units.shape[0])
-    return to_numpy(xp.astype(units, xp.float64) @ (mean / norm))
+    consensus = xp.astype(total / norm, units.dtype)
+    return np.asarray(to_numpy(units @ consensus), dtype=np.float64)
