@@ -164,3 +164,15 @@ def test_non_finite_rows_are_named():
     G[13, 2] = np.nan
     with pytest.raises(ValueError, match=r"\[13\]"):
         AgreementSelector().fit(G)
+
+
+def test_a_source_must_repeat_itself():
+    G = gradients(n=100, d=10, rank=10, seed=9)
+    calls = []
+
+    def shrinking_source():
+        calls.append(None)
+        return iter([G[: 100 - 10 * len(calls)]])
+
+    with pytest.raises(ValueError, match="90 rows in one pass and 80 in the next"):
+        AgreementSelector(n_select=5).fit(shrinking_source)

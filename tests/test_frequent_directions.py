@@ -395,7 +395,7 @@ def test_auto_plan_fits_the_memory_budget(sketch_rows, n_features, itemsize):
         assert (sketch_rows + block) * n_features * itemsize <= 128 * 2**20
     else:
         assert block is None
-        assert n_features**2 * 8 <= 128 * 2**20 or sketch_rows >= n_features
+        assert 4 * n_features**2 * 8 <= 128 * 2**20 or sketch_rows >= n_features
 
 
 @pytest.mark.parametrize("sketch_rows, block, n_features, route", [

@@ -188,11 +188,11 @@ class AgreementSelector(BaseSelector):
     def _reduce_source(self, source):
         """The projections of a source's rows, in two passes (one for "gaussian").
 
-        Pass 1 sketches, pass 2 keeps the ``n_samples x sketch_size``
-        projections, from which the in-memory path gives the same scores as
-        for the whole array.
+        Pass 1 sketches (and counts the rows), pass 2 keeps the
+        ``n_samples x sketch_size`` normalised projections, from which the
+        in-memory path gives the same scores as for the whole array.
         """
-        directions = None
+        directions, n_rows = None, 0
         if self.projection == "fd":
             sketch = None
             for rows, _ in iter_batches(source):
@@ -201,22 +201,39 @@ class AgreementSelector(BaseSelector):
                     k = min(self.sketch_size, rows.shape[1])
                     sketch = FrequentDirections(k, backend=self.backend)
                 sketch.partial_fit(rows)
+                n_rows += rows.shape[0]
             # Only the directions are kept: the sketch's state is freed before pass 2.
             directions = None if sketch is None else sketch.components_
             del sketch
-        projected, labels = [], []
+        units, pieces, labels, start = None, [], [], 0
         for rows, batch_labels in iter_batches(source):
             rows, xp = check_array(rows, backend=self.backend)
             if directions is None:
                 directions = self._gaussian(xp, rows)
-            projected.append(_unit_rows(xp, rows @ xp.astype(directions, rows.dtype).T))
+            part = _unit_rows(xp, rows @ xp.astype(directions, rows.dtype).T)
+            if n_rows:
+                # The row count is known from pass 1: fill one array, so that the
+                # projections never exist twice.
+                if units is None:
+                    units = xp.zeros((n_rows, part.shape[1]), dtype=part.dtype, device=device(part))
+                units[start : start + part.shape[0], :] = part
+                start += part.shape[0]
+            else:
+                pieces.append(part)
             if batch_labels is not None:
                 labels.append(column_or_1d(to_numpy(batch_labels)))
-        if not projected:
+        if units is None and not pieces:
             raise ValueError("The source of batches yielded no rows; X must hold at least one.")
+        if n_rows and start != n_rows:
+            raise ValueError(
+                f"The source yielded {n_rows} rows in one pass and {start} in the next; it "
+                f"must yield the same batches on every pass."
+            )
+        if units is None:
+            units = array_namespace(pieces[0]).concat(pieces, axis=0)
         self._source_directions = directions
         y = np.concatenate(labels) if labels else None
-        return array_namespace(projected[0]).concat(projected, axis=0), y, directions.shape[1]
+        return units, y, directions.shape[1]
 
 
 def _unit_rows(xp, Z):

@@ -37,6 +37,8 @@ _EIGH_SECONDS_K2 = 1.3e-7
 _EIGH_SECONDS_K3 = 6e-11
 # Memory the automatic plan may take, for the row buffer or the D x D Gram.
 _AUTO_BYTES = 128 * 2**20
+# D x D float64 arrays alive at a shrink of the Gram route.
+_GRAM_ROUTE_ARRAYS = 4
 # Rows per product summed in the working dtype before the float64 accumulation.
 _GRAM_ROWS = 16384
 
@@ -77,7 +79,8 @@ def plan_blocks(sketch_rows, n_features, itemsize, block_size="auto"):
     "auto" takes the faster route by a cost model: the syrk of each row into
     the D x D Gram against, for the row buffer, the best block among
     ``sketch_rows`` times a power of two, half of it, and the largest that
-    fits; each within 128 MiB. The plan depends on the arguments only, so a
+    fits; each within 128 MiB (the Gram route counting the four D x D arrays
+    its shrink needs). The plan depends on the arguments only, so a
     given stream always gives the same sketch.
     """
     if block_size != "auto":
@@ -89,7 +92,9 @@ def plan_blocks(sketch_rows, n_features, itemsize, block_size="auto"):
     while block <= largest:
         candidates.add(block)
         block *= 2
-    gram_fits = n_features * n_features * 8 <= _AUTO_BYTES
+    # The Gram state, its copy with the sketch added, and eigh's eigenvectors
+    # and workspace: about four D x D float64 arrays at the shrink.
+    gram_fits = _GRAM_ROUTE_ARRAYS * n_features * n_features * 8 <= _AUTO_BYTES
     gram_cost = n_features * n_features / 2 * _SECONDS_PER_MULADD * itemsize / 4
     if candidates:
         best = min(
