@@ -99,7 +99,7 @@ def bench_speed(n):
 
 
 def last_layer_gradients(model, X, y):
-    """Exact per-example gradients of the cross-entropy for the weights and bias of a softmax layer."""
+    """Exact per-example cross-entropy gradients for the weights and bias of a softmax layer."""
     residual = model.predict_proba(X)
     residual[np.arange(len(y)), np.searchsorted(model.classes_, y)] -= 1.0
     inputs = np.hstack([X, np.ones((len(X), 1))])

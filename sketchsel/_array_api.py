@@ -25,7 +25,14 @@ from ._config import _check_backend, get_config
 # Elements checked at once when looking for non-finite rows.
 _CHECK_ELEMENTS = 2**22
 
-__all__ = ["array_namespace", "check_array", "device", "gpu_available", "resolve_backend", "to_numpy"]
+__all__ = [
+    "array_namespace",
+    "check_array",
+    "device",
+    "gpu_available",
+    "resolve_backend",
+    "to_numpy",
+]
 
 
 @functools.cache

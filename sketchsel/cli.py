@@ -29,7 +29,10 @@ def _demo(args):
         "Delta, 'a priori' the best\nFrequent Directions guarantee "
         "min_k ||A - A_k||_F^2 / (l + 1 - k), 'optimal' that of the best rank-l matrix.\n"
     )
-    header = f"{'l':>4} {'exact':>10} {'certified':>10} {'a priori':>10} {'optimal':>10} {'holds':>6}"
+    header = (
+        f"{'l':>4} {'exact':>10} {'certified':>10} {'a priori':>10} {'optimal':>10} "
+        f"{'holds':>6}"
+    )
     print(header)
     print("-" * len(header))
     all_hold = True

@@ -176,3 +176,20 @@ def test_a_source_must_repeat_itself():
 
     with pytest.raises(ValueError, match="90 rows in one pass and 80 in the next"):
         AgreementSelector(n_select=5).fit(shrinking_source)
+
+
+def test_a_growing_source_and_a_failed_fit_leave_nothing_behind():
+    G = gradients(n=100, d=10, rank=10, seed=10)
+    calls = []
+
+    def growing_source():
+        calls.append(None)
+        return iter([G[: 40 + 20 * len(calls)]])
+
+    with pytest.raises(ValueError, match="60 rows in one pass and more in the next"):
+        AgreementSelector(n_select=5).fit(growing_source)
+    selector = AgreementSelector(n_select=500)
+    with pytest.raises(ValueError, match="n_select=500 is larger"):
+        selector.fit(lambda: iter([G]))
+    # The failed streamed fit must not leak its projection into the next fit.
+    assert_allclose(selector.set_params(n_select=5).fit(G).scores_, exact_scores(G), atol=1e-7)

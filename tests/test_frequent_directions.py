@@ -233,7 +233,8 @@ def test_dtype_is_kept_and_sums_are_float64(dtype):
 def test_integers_and_booleans_become_float64(values, expected):
     fd = FrequentDirections(2, backend="numpy").fit(values)
     assert fd.sketch_.dtype == expected
-    assert_allclose(fd.sketch_.T @ fd.sketch_, np.asarray(values, float).T @ np.asarray(values, float))
+    A = np.asarray(values, float)
+    assert_allclose(fd.sketch_.T @ fd.sketch_, A.T @ A)
 
 
 def test_float16_is_widened_to_float32():
@@ -278,7 +279,10 @@ def test_merge_includes_rows_still_waiting_in_the_buffer():
 @pytest.mark.parametrize(
     "bad, match",
     [
-        (np.array([[1.0, np.nan], [0.0, 1.0], [np.inf, 2.0]]), r"NaN or infinity in 2 row\(s\): \[0, 2\]"),
+        (
+            np.array([[1.0, np.nan], [0.0, 1.0], [np.inf, 2.0]]),
+            r"NaN or infinity in 2 row\(s\): \[0, 2\]",
+        ),
         (np.empty((0, 3)), r"0 sample\(s\) \(shape=\(0, 3\)\) while a minimum of 1"),
         (np.empty((3, 0)), r"0 feature\(s\) \(shape=\(3, 0\)\) while a minimum of 1"),
         (np.ones(4), "Expected 2D array, got 1D"),
@@ -330,7 +334,8 @@ def test_invalid_parameters_name_the_parameter(params, match):
 
 
 def test_n_components_larger_than_sketch_is_rejected():
-    with pytest.raises(ValueError, match=r"n_components=5 must be <= min\(sketch_size, n_features\) = 3"):
+    message = r"n_components=5 must be <= min\(sketch_size, n_features\) = 3"
+    with pytest.raises(ValueError, match=message):
         FrequentDirections(3, n_components=5).fit(np.ones((10, 8)))
     with pytest.raises(ValueError, match=r"n_components=5 must be <= .* = 4"):
         FrequentDirections(10, n_components=5).fit(np.ones((10, 4)))

@@ -132,6 +132,8 @@ class AgreementSelector(BaseSelector):
         self : AgreementSelector
             The fitted selector.
         """
+        # Set by _reduce_source for _choose; a failed earlier fit must not leave it.
+        self.__dict__.pop("_source_directions", None)
         return self._fit(X, y)
 
     def _gaussian(self, xp, like):
@@ -211,24 +213,30 @@ class AgreementSelector(BaseSelector):
             if directions is None:
                 directions = self._gaussian(xp, rows)
             part = _unit_rows(xp, rows @ xp.astype(directions, rows.dtype).T)
+            stop = start + part.shape[0]
             if n_rows:
                 # The row count is known from pass 1: fill one array, so that the
                 # projections never exist twice.
+                if stop > n_rows:
+                    start = stop
+                    break
                 if units is None:
-                    units = xp.zeros((n_rows, part.shape[1]), dtype=part.dtype, device=device(part))
-                units[start : start + part.shape[0], :] = part
-                start += part.shape[0]
+                    shape = (n_rows, part.shape[1])
+                    units = xp.zeros(shape, dtype=part.dtype, device=device(part))
+                units[start:stop, :] = part
             else:
                 pieces.append(part)
+            start = stop
             if batch_labels is not None:
                 labels.append(column_or_1d(to_numpy(batch_labels)))
-        if units is None and not pieces:
-            raise ValueError("The source of batches yielded no rows; X must hold at least one.")
         if n_rows and start != n_rows:
+            found = "more" if start > n_rows else str(start)
             raise ValueError(
-                f"The source yielded {n_rows} rows in one pass and {start} in the next; it "
+                f"The source yielded {n_rows} rows in one pass and {found} in the next; it "
                 f"must yield the same batches on every pass."
             )
+        if units is None and not pieces:
+            raise ValueError("The source of batches yielded no rows; X must hold at least one.")
         if units is None:
             units = array_namespace(pieces[0]).concat(pieces, axis=0)
         self._source_directions = directions
