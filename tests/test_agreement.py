@@ -193,3 +193,54 @@ def test_a_growing_source_and_a_failed_fit_leave_nothing_behind():
         selector.fit(lambda: iter([G]))
     # The failed streamed fit must not leak its projection into the next fit.
     assert_allclose(selector.set_params(n_select=5).fit(G).scores_, exact_scores(G), atol=1e-7)
+
+
+@pytest.mark.parametrize("projection", ["fd", "gaussian"])
+@pytest.mark.parametrize("balance", [None, "proportional"])
+def test_three_passes_without_stored_projections_give_the_same_selection(projection, balance):
+    rng = np.random.default_rng(11)
+    G = gradients(n=400, d=50, rank=50, seed=11)
+    y = rng.integers(0, 3, 400)
+    params = dict(n_select=0.15, sketch_size=20, projection=projection, class_balance=balance,
+                  random_state=1)
+
+    def source():
+        return ((G[i : i + 70], y[i : i + 70]) for i in range(0, 400, 70))
+
+    stored = AgreementSelector(**params).fit(source)
+    streamed = AgreementSelector(**params, store_projections=False).fit(source)
+    assert_allclose(streamed.scores_, stored.scores_, atol=1e-8)
+    assert_array_equal(streamed.select(), stored.select())
+
+
+def test_three_passes_cannot_serve_the_greedy_variant():
+    G = gradients(n=100, d=10, rank=10, seed=12)
+    with pytest.raises(ValueError, match="needs store_projections=True"):
+        AgreementSelector(diversity=0.5, store_projections=False).fit(lambda: iter([G]))
+
+
+def test_passes_by_hand_match_fit():
+    G = gradients(n=300, d=40, rank=40, seed=13)
+    batches = np.array_split(G, 7)
+    selector = AgreementSelector(n_select=30, sketch_size=12)
+    for batch in batches:
+        selector.partial_fit(batch)
+    assert selector.n_features_in_ == 40
+    U = np.vstack([selector.project(batch) for batch in batches])
+    assert U.shape == (300, 12)
+    assert_allclose(np.linalg.norm(U, axis=1), 1.0)
+    by_hand = AgreementSelector(n_select=30).fit(U)
+    whole = AgreementSelector(n_select=30, sketch_size=12).fit(G)
+    assert_allclose(by_hand.scores_, whole.scores_, atol=1e-8)
+    # After fit, project uses the fitted directions.
+    assert_allclose(np.abs(whole.project(G[:3])), np.abs(U[:3]), atol=1e-8)
+
+
+def test_project_needs_directions_and_matching_features():
+    from sklearn.exceptions import NotFittedError
+
+    G = gradients(n=50, d=10, rank=10, seed=14)
+    with pytest.raises(NotFittedError):
+        AgreementSelector().project(G)
+    with pytest.raises(ValueError, match="X has 9 features, but the directions have 10"):
+        AgreementSelector(n_select=5).fit(G).project(G[:, :9])

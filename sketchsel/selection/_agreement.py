@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import column_or_1d
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .._array_api import array_namespace, check_array, device, to_numpy
 from ..sketch import FrequentDirections
@@ -40,6 +40,11 @@ class AgreementSelector(BaseSelector):
     diversity : float, default=0.0
         Weight of the redundancy penalty of the greedy variant; 0 keeps the
         top scores.
+    store_projections : bool, default=True
+        With a source of batches: keep the ``n_samples x sketch_size`` unit
+        projections between passes (two passes), or not (three passes: one
+        to sketch, one to sum the consensus, one to score; O(n_samples)
+        memory besides the sketch). The greedy variant needs them kept.
     class_balance : {"equal", "proportional"}, default=None
         Score each example against its own class's consensus and select
         within classes by quota; None uses one consensus and ignores ``y``.
@@ -93,6 +98,22 @@ class AgreementSelector(BaseSelector):
     True
     >>> bool(np.isin(np.arange(10), selector.select()).any())
     False
+
+    The passes by hand, for gradients computed batch by batch in a training
+    loop: sketch every batch, then project every batch, then select from the
+    small stacked projections (a rotation of the sketch space changes no
+    cosine, so the selection is the same):
+
+    >>> batches = np.array_split(G, 5)
+    >>> by_hand = AgreementSelector(n_select=0.5)
+    >>> for batch in batches:                                   # pass 1
+    ...     _ = by_hand.partial_fit(batch)
+    >>> U = np.vstack([by_hand.project(batch) for batch in batches])  # pass 2
+    >>> U.shape
+    (500, 64)
+    >>> chosen = AgreementSelector(n_select=0.5).fit_select(U)
+    >>> bool(np.array_equal(chosen, selector.select()))
+    True
     """
 
     _parameter_constraints = {
@@ -100,17 +121,19 @@ class AgreementSelector(BaseSelector):
         "sketch_size": [Interval(Integral, 1, None, closed="left")],
         "projection": [StrOptions({"fd", "gaussian"})],
         "diversity": [Interval(Real, 0, None, closed="left")],
+        "store_projections": ["boolean"],
         "random_state": ["random_state"],
     }
 
     def __init__(
         self, n_select=0.1, *, sketch_size=256, projection="fd", diversity=0.0,
-        class_balance=None, random_state=None, backend=None,
+        store_projections=True, class_balance=None, random_state=None, backend=None,
     ):
         self.n_select = n_select
         self.sketch_size = sketch_size
         self.projection = projection
         self.diversity = diversity
+        self.store_projections = store_projections
         self.class_balance = class_balance
         self.random_state = random_state
         self.backend = backend
@@ -133,8 +156,68 @@ class AgreementSelector(BaseSelector):
             The fitted selector.
         """
         # Set by _reduce_source for _choose; a failed earlier fit must not leave it.
-        self.__dict__.pop("_source_directions", None)
+        self.__dict__.pop("_from_source", None)
+        self.__dict__.pop("sketch_", None)
         return self._fit(X, y)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Add a batch of gradients to the sketch: the first pass, by hand.
+
+        For gradients computed on the fly, where no re-iterable source
+        exists: sketch every batch with ``partial_fit``, then project every
+        batch with :meth:`project` and select from the stacked projections,
+        which hold the same cosines as the gradients (see the class example).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A batch of per-example gradients.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : AgreementSelector
+            This selector, with the updated sketch in ``sketch_``.
+        """
+        if not hasattr(self, "sketch_"):
+            k = self.sketch_size
+            self.sketch_ = FrequentDirections(k, backend=self.backend)
+        self.sketch_.partial_fit(X)
+        self.n_features_in_ = self.sketch_.n_features_in_
+        return self
+
+    def project(self, X):
+        """Unit projections of gradients on the selector's directions.
+
+        The directions are those of the sketch built by :meth:`partial_fit`
+        since the last :meth:`fit`, or else those of the last fit (for the
+        Gaussian projection, the seeded matrix).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Per-example gradients.
+
+        Returns
+        -------
+        U : array of shape (n_samples, n_directions)
+            ``V g_i / ||V g_i||`` (zero rows for zero projections).
+        """
+        X, xp = check_array(X, backend=self.backend)
+        if self.projection == "gaussian":
+            directions = self._gaussian(xp, X)
+        elif hasattr(self, "sketch_"):
+            directions = self.sketch_.components_
+        else:
+            check_is_fitted(self, "components_")
+            directions = self.components_
+        if X.shape[1] != directions.shape[1]:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the directions have {directions.shape[1]}."
+            )
+        return _unit_rows(xp, X @ xp.astype(directions, X.dtype).T)
 
     def _gaussian(self, xp, like):
         """The seeded Gaussian projection, ``sketch_size x n_features``, beside ``like``."""
@@ -144,10 +227,10 @@ class AgreementSelector(BaseSelector):
         return xp.asarray(matrix / np.sqrt(k), dtype=like.dtype, device=device(like))
 
     def _choose(self, X, xp, n_select, codes, quotas, row_data):
-        # Rows from a source of batches arrive projected and normalised already
-        # (_reduce_source), so that only one n_samples x sketch_size array exists.
-        directions = self.__dict__.pop("_source_directions", None)
-        if directions is None:
+        # From a source of batches (_reduce_source), X holds the unit projections
+        # already, or, without stored projections, the scores as one column.
+        source = self.__dict__.pop("_from_source", None)
+        if source is None:
             if self.projection == "gaussian":
                 directions = self._gaussian(xp, X)
             else:
@@ -155,21 +238,25 @@ class AgreementSelector(BaseSelector):
                 directions = FrequentDirections(k, backend="array_api").fit(X).components_
             units = _unit_rows(xp, X @ directions.T)
         else:
-            units = X
-        scores = np.empty(X.shape[0])
-        if codes is None:
-            scores[:] = _agreement(xp, units)
-            chosen = self._pick(xp, units, scores, np.arange(X.shape[0]), n_select)
+            directions = source["directions"]
+            units = None if source["scored"] else X
+        if units is None:
+            scores = np.asarray(to_numpy(X[:, 0]), dtype=np.float64)
         else:
-            chosen = []
-            for code, quota in enumerate(quotas):
-                rows = np.flatnonzero(codes == code)
+            scores = np.empty(X.shape[0])
+        groups = [np.arange(X.shape[0])] if codes is None else [
+            np.flatnonzero(codes == code) for code in range(quotas.size)
+        ]
+        budgets = [n_select] if codes is None else quotas
+        chosen = []
+        for rows, quota in zip(groups, budgets):
+            part = None
+            if units is not None:
                 part = xp.take(units, xp.asarray(rows, device=device(X)), axis=0)
                 scores[rows] = _agreement(xp, part)
-                if quota:
-                    chosen.append(self._pick(xp, part, scores[rows], rows, int(quota)))
-            chosen = np.concatenate(chosen)
-        return chosen, {"scores_": scores, "components_": directions}
+            if quota:
+                chosen.append(self._pick(xp, part, scores[rows], rows, int(quota)))
+        return np.concatenate(chosen), {"scores_": scores, "components_": directions}
 
     def _pick(self, xp, units, scores, rows, n_select):
         """Top scores (ties to the lower index), or the diversity-penalised greedy."""
@@ -188,12 +275,20 @@ class AgreementSelector(BaseSelector):
         return rows[np.asarray(picked, dtype=np.int64)]
 
     def _reduce_source(self, source):
-        """The projections of a source's rows, in two passes (one for "gaussian").
+        """What the in-memory path needs from a source's rows, in two or three passes.
 
-        Pass 1 sketches (and counts the rows), pass 2 keeps the
-        ``n_samples x sketch_size`` normalised projections, from which the
-        in-memory path gives the same scores as for the whole array.
+        Pass 1 sketches the rows and counts them (skipped for "gaussian").
+        With ``store_projections``, pass 2 keeps the ``n_samples x sketch_size``
+        unit projections, from which the in-memory path gives the same scores
+        as for the whole array. Without, pass 2 sums the unit projections per
+        consensus group and pass 3 scores every row, and only the scores are
+        kept.
         """
+        if self.diversity > 0 and not self.store_projections:
+            raise ValueError(
+                "diversity > 0 compares the chosen rows' projections, so it needs "
+                "store_projections=True."
+            )
         directions, n_rows = None, 0
         if self.projection == "fd":
             sketch = None
@@ -207,12 +302,26 @@ class AgreementSelector(BaseSelector):
             # Only the directions are kept: the sketch's state is freed before pass 2.
             directions = None if sketch is None else sketch.components_
             del sketch
-        units, pieces, labels, start = None, [], [], 0
-        for rows, batch_labels in iter_batches(source):
+        if self.store_projections:
+            units, y, directions = self._stored_projections(source, directions, n_rows)
+        else:
+            units, y, directions = self._streamed_scores(source, directions)
+        self._from_source = {"directions": directions, "scored": not self.store_projections}
+        return units, y, directions.shape[1]
+
+    def _batch_units(self, source, directions):
+        """Pass over a source: (unit projections, labels or None) per batch, and the directions."""
+        for rows, labels in iter_batches(source):
             rows, xp = check_array(rows, backend=self.backend)
             if directions is None:
                 directions = self._gaussian(xp, rows)
-            part = _unit_rows(xp, rows @ xp.astype(directions, rows.dtype).T)
+            units = _unit_rows(xp, rows @ xp.astype(directions, rows.dtype).T)
+            labels = None if labels is None else column_or_1d(to_numpy(labels))
+            yield units, labels, directions
+
+    def _stored_projections(self, source, directions, n_rows):
+        units, pieces, labels, start = None, [], [], 0
+        for part, batch_labels, directions in self._batch_units(source, directions):
             stop = start + part.shape[0]
             if n_rows:
                 # The row count is known from pass 1: fill one array, so that the
@@ -222,26 +331,71 @@ class AgreementSelector(BaseSelector):
                     break
                 if units is None:
                     shape = (n_rows, part.shape[1])
-                    units = xp.zeros(shape, dtype=part.dtype, device=device(part))
+                    units = array_namespace(part).zeros(
+                        shape, dtype=part.dtype, device=device(part)
+                    )
                 units[start:stop, :] = part
             else:
                 pieces.append(part)
             start = stop
             if batch_labels is not None:
-                labels.append(column_or_1d(to_numpy(batch_labels)))
-        if n_rows and start != n_rows:
-            found = "more" if start > n_rows else str(start)
-            raise ValueError(
-                f"The source yielded {n_rows} rows in one pass and {found} in the next; it "
-                f"must yield the same batches on every pass."
-            )
-        if units is None and not pieces:
-            raise ValueError("The source of batches yielded no rows; X must hold at least one.")
+                labels.append(batch_labels)
+        _check_rows(n_rows, start)
         if units is None:
             units = array_namespace(pieces[0]).concat(pieces, axis=0)
-        self._source_directions = directions
-        y = np.concatenate(labels) if labels else None
-        return units, y, directions.shape[1]
+        return units, np.concatenate(labels) if labels else None, directions
+
+    def _streamed_scores(self, source, directions):
+        per_class = self.class_balance is not None
+        totals, n_rows = {}, 0
+        for units, labels, directions in self._batch_units(source, directions):
+            xp = array_namespace(units)
+            n_rows += units.shape[0]
+            if per_class and labels is None:
+                raise ValueError(
+                    f"class_balance={self.class_balance!r} needs labels: yield "
+                    f"(X_batch, y_batch) pairs."
+                )
+            for key, rows in _groups(labels if per_class else None, units.shape[0]):
+                part = xp.take(units, xp.asarray(rows, device=device(units)), axis=0)
+                total = xp.sum(part, axis=0, dtype=xp.float64)
+                totals[key] = total if key not in totals else totals[key] + total
+        _check_rows(n_rows, n_rows)
+        consensus = {}
+        for key, total in totals.items():
+            norm = float(xp.linalg.vector_norm(total))
+            consensus[key] = None if norm == 0 else total / norm
+        scores, all_labels, seen = np.zeros(n_rows), [], 0
+        for units, labels, _ in self._batch_units(source, directions):
+            for key, rows in _groups(labels if per_class else None, units.shape[0]):
+                if consensus.get(key) is not None:
+                    part = xp.take(units, xp.asarray(rows, device=device(units)), axis=0)
+                    direction = xp.astype(consensus[key], units.dtype)
+                    scores[seen + rows] = to_numpy(part @ direction)
+            seen += units.shape[0]
+            if labels is not None:
+                all_labels.append(labels)
+        _check_rows(n_rows, seen)
+        labels = np.concatenate(all_labels) if all_labels else None
+        return scores[:, None], labels, directions
+
+
+def _groups(labels, n_rows):
+    """(key, row indices) of the consensus groups of a batch: one, or one per label."""
+    if labels is None:
+        return [(None, np.arange(n_rows))]
+    return [(key, np.flatnonzero(labels == key)) for key in np.unique(labels)]
+
+
+def _check_rows(expected, found):
+    if found == 0:
+        raise ValueError("The source of batches yielded no rows; X must hold at least one.")
+    if expected and found != expected:
+        found = "more" if found > expected else found
+        raise ValueError(
+            f"The source yielded {expected} rows in one pass and {found} in the next; it "
+            f"must yield the same batches on every pass."
+        )
 
 
 def _unit_rows(xp, Z):
