@@ -47,7 +47,11 @@ class AgreementSelector(BaseSelector):
         memory besides the sketch). The greedy variant needs them kept.
     class_balance : {"equal", "proportional"}, default=None
         Score each example against its own class's consensus and select
-        within classes by quota; None uses one consensus and ignores ``y``.
+        within classes by quota: "proportional" keeps the class shares;
+        "equal" gives every class ``n_select / n_classes`` rows, and the rows
+        a class too small for its quota leaves go to the best scores among
+        the other classes' remaining rows. None uses one consensus and
+        ignores ``y``.
     random_state : int, RandomState instance or None, default=None
         Seeds the Gaussian projection; the FD projection is deterministic.
     backend : {"auto", "numpy", "cupy", "array_api"}, default=None
@@ -65,7 +69,8 @@ class AgreementSelector(BaseSelector):
     components_ : array of shape (n_directions, n_features)
         The projection V.
     classes_, class_quotas_ : ndarray
-        With ``class_balance``: the classes and the rows taken from each.
+        With ``class_balance``: the classes and the rows taken from each
+        (after the redistribution by score of "equal").
     n_samples_fit_ : int
         Rows of the X given to fit.
     n_features_in_ : int
@@ -248,15 +253,29 @@ class AgreementSelector(BaseSelector):
             np.flatnonzero(codes == code) for code in range(quotas.size)
         ]
         budgets = [n_select] if codes is None else quotas
+        if self.class_balance == "equal":
+            # k / C each, capped by the class sizes; what small classes leave
+            # goes to the best scores of the others, below.
+            share, extra = divmod(n_select, quotas.size)
+            counts = np.array([rows.size for rows in groups])
+            budgets = np.minimum(counts, share + (np.arange(quotas.size) < extra))
         chosen = []
         for rows, quota in zip(groups, budgets):
-            part = None
+            part = units
             if units is not None:
-                part = xp.take(units, xp.asarray(rows, device=device(X)), axis=0)
+                if codes is not None:  # a copy of the class's rows only
+                    part = xp.take(units, xp.asarray(rows, device=device(X)), axis=0)
                 scores[rows] = _agreement(xp, part)
             if quota:
                 chosen.append(self._pick(xp, part, scores[rows], rows, int(quota)))
-        return np.concatenate(chosen), {"scores_": scores, "components_": directions}
+        chosen = np.concatenate(chosen)
+        fitted = {"scores_": scores, "components_": directions}
+        if chosen.size < n_select:
+            rest = np.setdiff1d(np.arange(X.shape[0]), chosen)
+            best = rest[np.argsort(-scores[rest], kind="stable")[: n_select - chosen.size]]
+            chosen = np.concatenate([chosen, best])
+            fitted["class_quotas_"] = np.bincount(codes[chosen], minlength=quotas.size)
+        return chosen, fitted
 
     def _pick(self, xp, units, scores, rows, n_select):
         """Top scores (ties to the lower index), or the diversity-penalised greedy."""
