@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .._array_api import array_namespace, check_array, device, to_numpy
 from ..sketch import FrequentDirections
-from ._base import BaseSelector, iter_batches
+from ._base import BaseSelector, iter_batches, sketch_source
 
 
 class AgreementSelector(BaseSelector):
@@ -310,16 +310,13 @@ class AgreementSelector(BaseSelector):
             )
         directions, n_rows = None, 0
         if self.projection == "fd":
-            sketch = None
-            for rows, _ in iter_batches(source):
-                rows, _ = check_array(rows, backend=self.backend)
-                if sketch is None:
-                    k = min(self.sketch_size, rows.shape[1])
-                    sketch = FrequentDirections(k, backend=self.backend)
-                sketch.partial_fit(rows)
-                n_rows += rows.shape[0]
+            sketch, n_rows = sketch_source(
+                source,
+                lambda n_features: FrequentDirections(self.sketch_size, backend=self.backend),
+                self.backend,
+            )
             # Only the directions are kept: the sketch's state is freed before pass 2.
-            directions = None if sketch is None else sketch.components_
+            directions = sketch.components_
             del sketch
         if self.store_projections:
             units, y, directions = self._stored_projections(source, directions, n_rows)

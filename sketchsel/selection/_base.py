@@ -110,6 +110,38 @@ def iter_batches(source):
             yield batch, None
 
 
+def sketch_source(source, make_sketch, backend):
+    """One pass over a source into a streaming sketch.
+
+    Parameters
+    ----------
+    source : callable or iterable
+        Re-iterable source of batches (see :func:`iter_batches`).
+    make_sketch : callable
+        ``make_sketch(n_features)`` returns the empty sketch, built once the
+        first batch tells the number of features.
+    backend : str or None
+        Back-end for validating the batches.
+
+    Returns
+    -------
+    sketch : object
+        The sketch after ``partial_fit`` on every batch.
+    n_rows : int
+        Rows seen.
+    """
+    sketch, n_rows = None, 0
+    for rows, _ in iter_batches(source):
+        rows, _ = check_array(rows, backend=backend)
+        if sketch is None:
+            sketch = make_sketch(rows.shape[1])
+        sketch.partial_fit(rows)
+        n_rows += rows.shape[0]
+    if sketch is None:
+        raise ValueError("The source of batches yielded no rows; X must hold at least one.")
+    return sketch, n_rows
+
+
 class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
     """Base class of the selectors: fit on rows, then read the chosen ones.
 

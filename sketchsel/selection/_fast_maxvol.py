@@ -11,7 +11,7 @@ from sklearn.utils.validation import column_or_1d
 from .._array_api import array_namespace, check_array, device, to_numpy
 from ..linalg._maxvol import _add_rows, _maxvol
 from ..sketch import FrequentDirections
-from ._base import BaseSelector, iter_batches, resolve_n_select
+from ._base import BaseSelector, iter_batches, resolve_n_select, sketch_source
 
 
 def _log_volume(xp, rows):
@@ -229,7 +229,7 @@ class FastMaxVol(BaseSelector):
         them on its leading directions, so memory is O(sketch + N * rank),
         never N x D; the in-memory path then runs on the projections and
         chooses the same rows as ``fit`` on the whole array. A fractional
-        budget with no ``rank`` first counts the rows (one more pass).
+        budget first counts the rows (one more pass).
         """
         if self.rank == "auto":
             raise ValueError(
@@ -241,25 +241,21 @@ class FastMaxVol(BaseSelector):
                 "class_balance with a source of batches is not supported yet: pass X and y "
                 "as arrays, or use class_balance=None."
             )
-        if self.rank is not None:
-            rank = self.rank
-        elif isinstance(self.n_select, Integral):
-            rank = self.n_select
+        if isinstance(self.n_select, Integral):
+            n_select = self.n_select
         else:
             n_rows = sum(check_array(rows)[0].shape[0] for rows, _ in iter_batches(source))
-            rank = resolve_n_select(self.n_select, n_rows)
+            n_select = resolve_n_select(self.n_select, n_rows)
+        # As in the in-memory path, where the rank never exceeds the budget.
+        rank = min(self.rank or n_select, n_select)
         backend = self.backend
-        sketch = None
-        for rows, _ in iter_batches(source):
-            rows, _ = check_array(rows, backend=backend)
-            if sketch is None:
-                rank = min(rank, rows.shape[1])
-                sketch = FrequentDirections(
-                    min(rows.shape[1], 2 * rank), n_components=rank, backend=backend
-                )
-            sketch.partial_fit(rows)
-        if sketch is None:
-            raise ValueError("The source of batches yielded no rows; X must hold at least one.")
+        sketch, _ = sketch_source(
+            source,
+            lambda n_features: FrequentDirections(
+                2 * rank, n_components=min(rank, n_features), backend=backend
+            ),
+            backend,
+        )
         features, labels = [], []
         for rows, batch_labels in iter_batches(source):
             features.append(sketch.transform(rows))
