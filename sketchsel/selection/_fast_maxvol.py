@@ -193,10 +193,11 @@ class FastMaxVol(BaseSelector):
     def _select(self, X, xp, n_select, gradients=None):
         n_samples, n_features = X.shape
         largest = min(n_select, n_features, n_samples)
+        mean_gradient = None if gradients is None else _mean_gradient(xp, gradients)
         if self.rank == "auto":
             # Leading directions in order, so that rank r uses the first r of them.
             features = self._representation(X, largest, force=True)
-            rank, pivots, C, residuals = self._dynamic_rank(xp, features, gradients, largest)
+            rank, pivots, C, residuals = self._dynamic_rank(xp, features, mean_gradient, largest)
         else:
             rank = min(self.rank or n_select, largest)
             features = self._representation(X, rank)
@@ -215,8 +216,8 @@ class FastMaxVol(BaseSelector):
         }
         if residuals is not None:
             fitted["residuals_"] = residuals
-        if gradients is not None:
-            weights, residual = _reproduce_mean(xp, gradients, take)
+        if mean_gradient is not None:
+            weights, residual = _reproduce_mean(xp, *mean_gradient, take)
             # In the order of sample_indices_, which is sorted.
             fitted["sample_weight_"] = weights[np.argsort(fitted["pivots_"])]
             fitted["residual_"] = residual
@@ -275,7 +276,7 @@ class FastMaxVol(BaseSelector):
         )
         return sketch.fit(X).transform(X)
 
-    def _dynamic_rank(self, xp, features, gradients, largest):
+    def _dynamic_rank(self, xp, features, mean_gradient, largest):
         """GRAFT's rank choice: the rows of rank r should reproduce the mean gradient."""
         if self.rank_rule == "min_residual":
             rng = check_random_state(self.random_state)
@@ -287,19 +288,23 @@ class FastMaxVol(BaseSelector):
         for rank in candidates:
             pivots, C, _ = _maxvol(xp, features[:, :rank], self.tol, self.max_iters)
             take = xp.asarray(pivots, device=device(features))
-            residuals[rank] = _reproduce_mean(xp, gradients, take)[1]
+            residuals[rank] = _reproduce_mean(xp, *mean_gradient, take)[1]
             if best is None or residuals[rank] < residuals[best[0]]:
                 best = (rank, pivots, C)
+            # Every earlier rank was above eps, so this one is also the best so far.
             if self.rank_rule == "smallest_below_eps" and residuals[rank] <= self.eps:
-                best = (rank, pivots, C)
                 break
         return (*best, residuals)
 
 
-def _reproduce_mean(xp, gradients, rows):
-    """Least-squares weights w with ``G[rows]^T w ~ mean gradient``, and the relative residual."""
+def _mean_gradient(xp, gradients):
+    """The gradients in float64 and their mean, computed once for all the ranks tried."""
     G = xp.astype(gradients, xp.float64)
-    target = xp.mean(G, axis=0)
+    return G, xp.mean(G, axis=0)
+
+
+def _reproduce_mean(xp, G, target, rows):
+    """Least-squares weights w with ``G[rows]^T w ~ target``, and the relative residual."""
     chosen = xp.take(G, rows, axis=0)
     weights = xp.linalg.pinv(chosen.T) @ target
     norm = float(xp.linalg.vector_norm(target))
