@@ -1,6 +1,7 @@
 """Frequent Directions: a deterministic, mergeable streaming sketch of a matrix."""
 
 from numbers import Integral
+from typing import Any, NamedTuple
 
 from sklearn.base import (
     BaseEstimator,
@@ -14,6 +15,17 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._array_api import array_namespace, check_array, device, resolve_backend, to_numpy
 from .._config import BACKENDS
 from ._shrink import gram64, plan_blocks, shrink, shrink_gram
+
+
+class _Readout(NamedTuple):
+    """What the sketch shows of its state, pending rows included."""
+
+    sketch64: Any  # the sketch in float64, as merges use it
+    sketch: Any  # sketch_, rows s_i v_i^T in the data's dtype
+    singular_values: Any
+    components: Any  # orthonormal right singular vectors, sign-fixed
+    shrinkage: float  # Delta, accumulated in float64
+    rounding: float  # bound on the change of B^T B from rounding sketch to the data's dtype
 
 
 class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -298,8 +310,7 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     def _readout(self):
         """The sketch with the pending rows, in float64 and in the data's dtype.
 
-        A tuple (float64 sketch, sketch, singular values, right singular
-        vectors, shrinkage), computed once per state.
+        Computed once per state; see :class:`_Readout`.
         """
         check_is_fitted(self)
         if self._state_readout is None:
@@ -319,23 +330,23 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             # Rounding B to a narrower dtype moves B^T B by at most
             # ||E||_2 (2 ||B||_2 + ||E||_2) <= e (2 s_1 + e), with e = ||E||_F.
             e = float(xp.linalg.vector_norm(xp.astype(out, xp.float64) - exact))
-            self._state_readout = (
-                sketch,
-                out,
-                xp.astype(s, dtype),
-                xp.astype(vt, dtype),
-                self._state_shrinkage + delta,
-                e * (2 * float(s[0]) + e),
+            self._state_readout = _Readout(
+                sketch64=sketch,
+                sketch=out,
+                singular_values=xp.astype(s, dtype),
+                components=xp.astype(vt, dtype),
+                shrinkage=self._state_shrinkage + delta,
+                rounding=e * (2 * float(s[0]) + e),
             )
         return self._state_readout
 
     @property
     def sketch_(self):
-        return self._readout()[1]
+        return self._readout().sketch
 
     @property
     def shrinkage_(self):
-        return self._readout()[4]
+        return self._readout().shrinkage
 
     @property
     def n_components_(self):
@@ -344,11 +355,11 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     @property
     def components_(self):
-        return self._readout()[3][: self.n_components_, :]
+        return self._readout().components[: self.n_components_, :]
 
     @property
     def singular_values_(self):
-        return self._readout()[2][: self.n_components_]
+        return self._readout().singular_values[: self.n_components_]
 
     @property
     def _n_features_out(self):
@@ -379,7 +390,7 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         True
         """
         readout = self._readout()
-        return readout[4] + readout[5]
+        return readout.shrinkage + readout.rounding
 
     def transform(self, X):
         """Project X onto the leading directions of the sketch.
@@ -442,7 +453,7 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                 f"Cannot merge sketches of different n_features ({self.n_features_in_} and "
                 f"{other.n_features_in_}); both streams must have the same columns."
             )
-        mine, theirs = self._readout()[0], other._readout()[0]
+        mine, theirs = self._readout().sketch64, other._readout().sketch64
         xp, their_xp = array_namespace(mine), array_namespace(theirs)
         if their_xp.finfo(other._state_dtype).bits == 64:
             self._state_dtype = xp.float64  # the wider of the two
