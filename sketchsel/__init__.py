@@ -6,7 +6,7 @@ here; they are loaded only when an input or a back-end needs them.
 """
 
 from ._config import config_context, get_config, set_config
-from .selection import AgreementSelector, FastMaxVol
+from .selection import AgreementSelector, FastMaxVol, MomentMatchingSelector
 from .sketch import FrequentDirections
 
 __version__ = "0.1.0"
@@ -15,6 +15,7 @@ __all__ = [
     "AgreementSelector",
     "FastMaxVol",
     "FrequentDirections",
+    "MomentMatchingSelector",
     "config_context",
     "get_config",
     "set_config",

@@ -3,7 +3,7 @@
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sketchsel import AgreementSelector, FastMaxVol, FrequentDirections
+from sketchsel import AgreementSelector, FastMaxVol, FrequentDirections, MomentMatchingSelector
 
 
 @parametrize_with_checks(
@@ -15,6 +15,9 @@ from sketchsel import AgreementSelector, FastMaxVol, FrequentDirections
         AgreementSelector(n_select=0.5),
         AgreementSelector(n_select=0.5, projection="gaussian", diversity=0.3,
                           class_balance="equal", random_state=0),
+        MomentMatchingSelector(n_select=0.5, random_state=0),
+        MomentMatchingSelector(n_select=0.5, sketch_size=2, projection="countsketch",
+                               rounding="top", class_balance="proportional", random_state=0),
     ]
 )
 def test_sklearn_compatible(estimator, check):

@@ -2,7 +2,7 @@
 
 from imblearn.utils.estimator_checks import parametrize_with_checks
 
-from sketchsel import AgreementSelector, FastMaxVol
+from sketchsel import AgreementSelector, FastMaxVol, MomentMatchingSelector
 
 _NO_CLASSES_NEEDED = (
     "without class balancing a selector does not use classes, so it accepts continuous "
@@ -33,6 +33,8 @@ def expected_failures(selector):
         FastMaxVol(n_select=0.5, class_balance="equal"),
         AgreementSelector(n_select=0.5),
         AgreementSelector(n_select=0.5, class_balance="proportional"),
+        MomentMatchingSelector(n_select=0.5, random_state=0),
+        MomentMatchingSelector(n_select=0.5, class_balance="equal", random_state=0),
     ],
     expected_failed_checks=expected_failures,
 )

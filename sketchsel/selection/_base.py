@@ -206,7 +206,9 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
         backend = resolve_backend(self.backend, X)
         Xc, xp = check_array(X, backend=backend)
         validate_data(self, X=X, reset=True, skip_check_array=True)
-        if source_features is not None:
+        if source_features is None:
+            Xc = self._represent(Xc, xp)
+        else:
             self.n_features_in_ = source_features
         n_samples = Xc.shape[0]
         for name, value in row_data.items():
@@ -236,6 +238,14 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
                 label: int(np.sum(kept == label)) for label in np.unique(labels)
             }
         return self
+
+    def _represent(self, X, xp):
+        """The rows as the selection sees them; X itself unless a selector transforms it.
+
+        Runs once on the validated array, before any split by class. A source
+        of batches is reduced to this representation by :meth:`_reduce_source`.
+        """
+        return X
 
     def _reduce_source(self, source):
         """(rows, labels, n_features) in memory from a source of batches.

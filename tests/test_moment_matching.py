@@ -1,0 +1,383 @@
+"""MomentMatchingSelector (SkMM): the capped simplex, the moment-matching program, the selector."""
+
+import itertools
+import warnings
+
+import array_api_compat.numpy as xp_numpy
+import array_api_strict
+import numpy as np
+import pytest
+import scipy.optimize
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import InvalidParameterError
+
+import sketchsel
+from sketchsel import MomentMatchingSelector
+from sketchsel.linalg import capped_simplex_projection, random_projection
+from sketchsel.linalg._simplex import capped_simplex_minimum
+from sketchsel.selection._moment_qp import best_gamma, moment_terms, solve_moment_matching
+
+finite = st.floats(-1e3, 1e3, allow_nan=False, allow_subnormal=False)
+
+
+def vectors(max_size=40):
+    return st.integers(1, max_size).flatmap(lambda n: arrays(np.float64, n, elements=finite))
+
+
+def feasible_points(rng, n, cap, count):
+    """Random points of the capped simplex: projections of random vectors."""
+    return [capped_simplex_projection(rng.standard_normal(n) * 3, cap) for _ in range(count)]
+
+
+# ------------------------------------------------------------------ capped simplex
+
+
+@given(vectors(), st.data())
+def test_projection_is_the_closest_feasible_point(v, data):
+    n = v.size
+    k = data.draw(st.integers(1, n))
+    cap = 1.0 / k
+    s = capped_simplex_projection(v, cap)
+    assert s.shape == v.shape and s.dtype == np.float64
+    assert np.all(s >= 0) and np.all(s <= cap * (1 + 1e-12))
+    assert s.sum() == pytest.approx(1.0, abs=1e-9)
+    # Optimality (variational inequality): <v - s, t - s> <= 0 for every feasible t;
+    # the vertices of the set, k entries at 1/k, are enough to check when n is small.
+    scale = 1 + np.abs(v).max()
+    if n <= 8:
+        for rows in itertools.combinations(range(n), k):
+            t = np.zeros(n)
+            t[list(rows)] = cap
+            assert np.dot(v - s, t - s) <= 1e-9 * scale
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    for t in feasible_points(rng, n, cap, 5):
+        assert np.dot(v - s, t - s) <= 1e-9 * scale
+    assert_allclose(capped_simplex_projection(s, cap), s, atol=1e-12)
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(2, 12))
+def test_projection_matches_a_general_solver(seed, n):
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal(n)
+    cap = 1.0 / rng.integers(1, n + 1)
+    result = scipy.optimize.minimize(
+        lambda s: np.sum((s - v) ** 2), np.full(n, 1.0 / n), jac=lambda s: 2 * (s - v),
+        bounds=[(0, cap)] * n, constraints=[{"type": "eq", "fun": lambda s: s.sum() - 1}],
+        method="SLSQP", options={"ftol": 1e-14, "maxiter": 500},
+    )
+    assert_allclose(capped_simplex_projection(v, cap), result.x, atol=1e-6)
+
+
+@given(vectors(max_size=9), st.data())
+def test_linear_minimum_is_the_best_vertex(g, data):
+    k = data.draw(st.integers(1, g.size))
+    best = min(g[list(rows)].sum() / k for rows in itertools.combinations(range(g.size), k))
+    assert capped_simplex_minimum(xp_numpy, g, k) == pytest.approx(best, abs=1e-9)
+
+
+@pytest.mark.parametrize("convert", [torch.from_numpy, array_api_strict.asarray])
+def test_projection_stays_in_the_namespace(convert):
+    v = np.random.default_rng(0).standard_normal(50)
+    s = capped_simplex_projection(convert(v), 0.1)
+    assert type(s) is type(convert(v))
+    assert_allclose(np.asarray(s), capped_simplex_projection(v, 0.1), atol=1e-12)
+
+
+def test_projection_refuses_what_it_cannot_project():
+    with pytest.raises(ValueError, match="cap=0.1 is too small for 5 entries"):
+        capped_simplex_projection(np.zeros(5), 0.1)
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        capped_simplex_projection(np.zeros((2, 2)), 1.0)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        capped_simplex_projection(np.array([0.0, np.nan]), 1.0)
+    with pytest.raises(InvalidParameterError, match="cap"):
+        capped_simplex_projection(np.zeros(3), 0)
+
+
+# ------------------------------------------------------------------ the program
+
+
+def problem(seed, n_rows=30, dim=4, n_select=5, coef=0.8):
+    rng = np.random.default_rng(seed)
+    G = rng.standard_normal((n_rows, dim)) * rng.uniform(0.2, 2.0, dim)
+    G[: n_rows // 3] *= rng.uniform(0.1, 3.0)  # uneven row energies
+    eigenvalues, A = moment_terms(xp_numpy, G)
+    return G, eigenvalues, A, eigenvalues / coef, n_select
+
+
+def reduced_objective(A, target, s):
+    return np.sum(np.clip(target - A.T @ s, 0, None) ** 2)
+
+
+def joint_objective(A, eigenvalues, s, gamma):
+    """The program as the paper writes it, in s and gamma."""
+    return np.sum((A.T @ s - gamma * eigenvalues) ** 2)
+
+
+def uniform(n):
+    return np.full(n, 1.0 / n)
+
+
+def test_moment_terms_are_the_eigen_decomposition():
+    G, eigenvalues, A, _, _ = problem(0)
+    expected = np.linalg.eigvalsh(G.T @ G / G.shape[0])[::-1]
+    assert_allclose(eigenvalues, expected, rtol=1e-10)
+    # Uniform shares reproduce the eigenvalues: sum_i (g_i . v_j)^2 / N = lambda_j.
+    assert_allclose(A.T @ uniform(G.shape[0]), eigenvalues, rtol=1e-10)
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from([0.5, 0.8, 1.0]), st.integers(1, 12))
+def test_objective_never_increases_and_the_gap_is_certified(seed, coef, n_select):
+    _, _, A, target, _ = problem(seed, coef=coef)
+    solution = solve_moment_matching(
+        xp_numpy, A, target, n_select, uniform(A.shape[0]), tol=1e-6, max_iter=20_000
+    )
+    history = solution.objective_history
+    assert history.size == solution.n_iter + 1
+    assert np.all(np.diff(history) <= 0)
+    s = solution.shares
+    assert np.all(s >= 0) and np.all(s <= 1 / n_select + 1e-12)
+    assert s.sum() == pytest.approx(1.0)
+    assert solution.objective == pytest.approx(reduced_objective(A, target, s), abs=1e-14)
+    assert solution.converged
+    assert solution.duality_gap <= 1e-6 * np.sum(target**2)
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from([0.3, 0.6, 0.9]))
+def test_solution_is_optimal_against_scipy_on_the_paper_form(seed, coef):
+    # A general solver on the program in (s, gamma) as the paper writes it:
+    # no elimination of gamma, no projection, no restarts in common.
+    _, eigenvalues, A, target, n_select = problem(seed, n_rows=10, dim=3, n_select=3, coef=coef)
+    n, m = A.shape
+    result = scipy.optimize.minimize(
+        lambda x: joint_objective(A, eigenvalues, x[:n], x[n:]),
+        np.concatenate([uniform(n), np.full(m, 1 / coef)]),
+        bounds=[(0, 1 / n_select)] * n + [(1 / coef, None)] * m,
+        constraints=[{"type": "eq", "fun": lambda x: x[:n].sum() - 1}],
+        method="SLSQP", options={"ftol": 1e-15, "maxiter": 1000},
+    )
+    ours = solve_moment_matching(xp_numpy, A, target, n_select, uniform(n), tol=1e-10,
+                                 max_iter=20_000)
+    scale = np.sum(target**2)
+    gamma = best_gamma(xp_numpy, A, eigenvalues, ours.shares, coef)
+    assert np.all(gamma >= 1 / coef)
+    assert joint_objective(A, eigenvalues, ours.shares, gamma) == pytest.approx(
+        ours.objective, abs=1e-12 * scale
+    )
+    # SLSQP meets the constraints to about 1e-10, which may lower its value by as much.
+    assert ours.objective <= result.fun + 1e-9 * scale
+    # The gap bounds the distance to the best value any feasible point reaches.
+    assert result.fun >= ours.objective - ours.duality_gap - 1e-9 * scale
+
+
+def test_kkt_conditions_hold_at_the_solution():
+    _, _, A, target, n_select = problem(3, n_rows=200, dim=6, n_select=4, coef=0.3)
+    solution = solve_moment_matching(xp_numpy, A, target, n_select, uniform(200), tol=1e-12,
+                                     max_iter=50_000)
+    s = solution.shares
+    assert solution.objective > 0  # the coverage asked for is out of reach: a real optimum
+    gradient = -2 * A @ np.clip(target - A.T @ s, 0, None)
+    cap = 1 / n_select
+    free = (s > 1e-9) & (s < cap - 1e-9)
+    # One multiplier mu: gradient = mu on free rows, >= mu at zero, <= mu at the cap.
+    mu = np.median(gradient[free]) if free.any() else None
+    tolerance = 1e-5 * np.abs(gradient).max()
+    if mu is not None:
+        assert np.all(np.abs(gradient[free] - mu) <= tolerance)
+        assert np.all(gradient[s <= 1e-9] >= mu - tolerance)
+        assert np.all(gradient[s >= cap - 1e-9] <= mu + tolerance)
+
+
+def test_best_gamma_minimises_the_paper_objective():
+    _, eigenvalues, A, _, _ = problem(4)
+    rng = np.random.default_rng(4)
+    s = capped_simplex_projection(rng.standard_normal(A.shape[0]), 0.2)
+    gamma = best_gamma(xp_numpy, A, eigenvalues, s, 0.8)
+    best = joint_objective(A, eigenvalues, s, gamma)
+    for _ in range(200):
+        other = 1 / 0.8 + rng.exponential(0.5, gamma.size) * rng.integers(0, 2, gamma.size)
+        assert joint_objective(A, eigenvalues, s, other) >= best - 1e-15
+
+
+# ------------------------------------------------------------------ the selector
+
+
+def gradients(seed=0, n=600, d=120, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    G = rng.standard_normal((n, d)) * 0.9 ** np.arange(d)
+    G[: n // 10] *= 4.0
+    return G.astype(dtype)
+
+
+def test_fitted_attributes_describe_the_solution():
+    G = gradients()
+    selector = MomentMatchingSelector(n_select=60, sketch_size=16, random_state=0).fit(G)
+    chosen = selector.select()
+    assert chosen.dtype == np.int64 and chosen.size == 60 and np.all(np.diff(chosen) > 0)
+    assert np.all((selector.scores_ >= 0) & (selector.scores_ <= 1 + 1e-12))
+    assert selector.scores_.sum() == pytest.approx(60)
+    assert selector.eigenvalues_.shape == selector.gamma_.shape == (16,)
+    assert np.all(np.diff(selector.eigenvalues_) <= 0)
+    assert selector.objective_ == selector.objective_history_[-1]
+    assert selector.objective_history_.size == selector.n_iter_ + 1
+    assert selector.n_features_in_ == 120
+    # Rows without a share are never drawn.
+    assert np.all(selector.scores_[chosen] > 0)
+
+
+def test_stage_one_is_the_seeded_projection():
+    G = gradients(1)
+    selector = MomentMatchingSelector(n_select=40, sketch_size=24, projection="rademacher",
+                                      random_state=5).fit(G)
+    sketch = random_projection(G, 24, kind="rademacher", random_state=5)
+    on_sketch = MomentMatchingSelector(n_select=40, sketch_size=24, random_state=5).fit(sketch)
+    assert_allclose(selector.scores_, on_sketch.scores_, atol=1e-10)
+    assert_array_equal(selector.select(), on_sketch.select())
+    assert_allclose(
+        selector.eigenvalues_, np.linalg.eigvalsh(sketch.T @ sketch / 600)[::-1], rtol=1e-9
+    )
+
+
+@pytest.mark.parametrize("rounding", ["sample", "top"])
+def test_same_random_state_same_selection_input_untouched(rounding):
+    G = gradients(2)
+    copy = G.copy()
+    fit = lambda state: MomentMatchingSelector(  # noqa: E731
+        n_select=0.1, sketch_size=20, rounding=rounding, random_state=state
+    ).fit(G)
+    first, second = fit(3), fit(3)
+    assert_array_equal(first.select(), second.select())
+    assert_array_equal(first.scores_, second.scores_)
+    assert_array_equal(G, copy)
+    assert not np.array_equal(fit(4).scores_, first.scores_)  # another projection
+
+
+def test_top_rounding_keeps_the_largest_shares():
+    G = gradients(3)
+    selector = MomentMatchingSelector(n_select=30, sketch_size=10, rounding="top",
+                                      moment_coef=0.3, random_state=0).fit(G)
+    chosen = selector.select()
+    others = np.setdiff1d(np.arange(600), chosen)
+    assert selector.scores_[chosen].min() >= selector.scores_[others].max()
+
+
+def test_sampling_follows_the_shares():
+    shares = np.array([0.5, 0.25, 0.125, 0.125, 0.0])
+    counts = np.zeros(5)
+    draws = 20_000
+    for seed in range(draws):
+        picked = MomentMatchingSelector(random_state=seed)._round(shares, 1)
+        counts[picked] += 1
+    assert counts[4] == 0
+    # Chi-square against the shares, 3 degrees of freedom: 16.3 is the 0.1% quantile.
+    expected = draws * shares[:4]
+    assert np.sum((counts[:4] - expected) ** 2 / expected) < 16.3
+    # Without replacement: two draws never repeat a row, and a zero share is never drawn.
+    for seed in range(200):
+        picked = MomentMatchingSelector(random_state=seed)._round(shares, 4)
+        assert sorted(picked.tolist()) == [0, 1, 2, 3]
+
+
+def test_more_coverage_asked_means_more_weight_on_high_energy_rows():
+    G = gradients(4)
+    loose = MomentMatchingSelector(n_select=60, sketch_size=16, moment_coef=1.0,
+                                   random_state=0).fit(G)
+    tight = MomentMatchingSelector(n_select=60, sketch_size=16, moment_coef=0.5,
+                                   random_state=0).fit(G)
+    energetic = slice(0, 60)  # the rows scaled up by 4
+    assert tight.scores_[energetic].sum() > loose.scores_[energetic].sum()
+    assert np.all(loose.gamma_ >= 1.0) and np.all(tight.gamma_ >= 2.0)
+
+
+def test_a_source_of_batches_selects_what_the_array_does():
+    G = gradients(5, n=900, d=150)
+    y = np.random.default_rng(5).integers(0, 3, 900)
+
+    def source():
+        return ((G[i : i + 128], y[i : i + 128]) for i in range(0, 900, 128))
+
+    for params in [{}, {"class_balance": "equal"}, {"projection": "countsketch"}]:
+        kwargs = dict(n_select=0.1, sketch_size=24, random_state=1, **params)
+        in_memory = MomentMatchingSelector(**kwargs).fit(G, y)
+        streamed = MomentMatchingSelector(**kwargs).fit(source)
+        assert_array_equal(streamed.select(), in_memory.select())
+        assert streamed.n_features_in_ == 150
+    with pytest.raises(ValueError, match="batch has 149 features but the first had 150"):
+        MomentMatchingSelector(sketch_size=24).fit(lambda: iter([G[:100], G[100:, :-1]]))
+    with pytest.raises(ValueError, match="no rows"):
+        MomentMatchingSelector().fit(lambda: iter([]))
+
+
+@pytest.mark.parametrize("mode", ["equal", "proportional"])
+def test_class_balance_solves_one_program_per_class(mode):
+    G = gradients(6, n=500, d=40)
+    y = np.repeat([0, 1, 2], [300, 150, 50])
+    selector = MomentMatchingSelector(n_select=60, sketch_size=12, class_balance=mode,
+                                      random_state=0).fit(G, y)
+    counts = np.bincount(y[selector.select()], minlength=3)
+    assert counts.tolist() == selector.class_quotas_.tolist()
+    assert len(selector.eigenvalues_) == 3
+    sketch = random_projection(G, 12, random_state=0)
+    for label in range(3):
+        part = sketch[y == label]
+        expected = np.linalg.eigvalsh(part.T @ part / part.shape[0])[::-1]
+        assert_allclose(selector.eigenvalues_[label], expected, rtol=1e-9, atol=1e-12)
+
+
+def test_float32_and_other_namespaces_agree():
+    G = gradients(7, d=30)
+    expected = MomentMatchingSelector(n_select=50, sketch_size=64, rounding="top").fit(G)
+    single = MomentMatchingSelector(n_select=50, sketch_size=64, rounding="top").fit(
+        G.astype(np.float32)
+    )
+    assert_allclose(single.scores_, expected.scores_, atol=1e-4)
+    for convert in (torch.from_numpy, array_api_strict.asarray):
+        with sketchsel.config_context(backend="array_api"):
+            got = MomentMatchingSelector(n_select=50, sketch_size=64, rounding="top").fit(
+                convert(G)
+            )
+        assert_allclose(got.scores_, expected.scores_, atol=1e-8)
+        assert_array_equal(got.select(), expected.select())
+
+
+def test_too_few_iterations_warn():
+    G = gradients(8)
+    with pytest.warns(ConvergenceWarning, match="max_iter=1 iterations"):
+        MomentMatchingSelector(n_select=30, sketch_size=16, max_iter=1).fit(G)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        MomentMatchingSelector(n_select=30, sketch_size=16).fit(G)
+
+
+def test_every_row_asked_for_is_every_row():
+    G = gradients(9, n=40, d=10)
+    selector = MomentMatchingSelector(n_select=40, sketch_size=4).fit(G)
+    assert_array_equal(selector.select(), np.arange(40))
+    assert_allclose(selector.scores_, 1.0)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [({"moment_coef": 0}, "moment_coef"), ({"moment_coef": 1.5}, "moment_coef"),
+     ({"rounding": "round"}, "rounding"), ({"projection": "fd"}, "projection"),
+     ({"sketch_size": 0}, "sketch_size"), ({"tol": -1.0}, "tol"), ({"max_iter": -1}, "max_iter")],
+)
+def test_invalid_parameters_name_the_parameter(params, match):
+    with pytest.raises(InvalidParameterError, match=match):
+        MomentMatchingSelector(**params).fit(np.ones((10, 3)))
+
+
+def test_bad_input_is_rejected_clearly():
+    G = gradients(10, n=50, d=5)
+    G[[3, 7]] = np.inf
+    with pytest.raises(ValueError, match=r"2 row\(s\): \[3, 7\]"):
+        MomentMatchingSelector(n_select=5).fit(G)
+    with pytest.raises(ValueError, match="n_select=60 is larger than the number of samples"):
+        MomentMatchingSelector(n_select=60).fit(np.ones((50, 3)))
+    with pytest.raises(ValueError, match="needs the class labels y"):
+        MomentMatchingSelector(n_select=5, class_balance="equal").fit(np.ones((50, 3)))
