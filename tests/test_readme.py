@@ -17,3 +17,4 @@ def test_readme_python_examples_run():
     assert namespace["left"].n_samples_seen_ == 1_000
     assert namespace["Z"].shape == (1_000, 32)
     assert namespace["chosen"].shape == (100,)
+    assert namespace["skmm"].select().shape == (100,)
