@@ -139,10 +139,13 @@ def solve_moment_matching(xp, A, target, n_select, start, *, tol, max_iter):
     )
 
 
-def best_gamma(xp, A, eigenvalues, shares, moment_coef):
-    """The gamma minimising F for the shares: ``max(1/c, (A^T s)_j / lambda_j)``."""
-    moments = A.T @ shares
-    floor = 1.0 / moment_coef
-    positive = eigenvalues > 0
-    ratio = moments / xp.where(positive, eigenvalues, 1.0)
+def best_gamma(xp, A, units, shares, floor):
+    """The gamma minimising the objective for the shares.
+
+    With ``units`` the moment a unit of gamma stands for in each direction
+    (``lambda_j``, or 1 on whitened coordinates), it is
+    ``max(floor, (A^T s)_j / units_j)``, and ``floor`` where a unit is zero.
+    """
+    positive = units > 0
+    ratio = (A.T @ shares) / xp.where(positive, units, 1.0)
     return np.asarray(to_numpy(xp.where(positive, xp.clip(ratio, floor, None), floor)))
