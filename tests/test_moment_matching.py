@@ -348,6 +348,17 @@ def test_a_source_of_batches_selects_what_the_array_does():
         MomentMatchingSelector().fit(lambda: iter([]))
 
 
+def test_batches_projected_by_hand_select_what_fit_does():
+    G = gradients(11, n=500, d=90).astype(np.float32)
+    selector = MomentMatchingSelector(n_select=0.1, sketch_size=16, random_state=2)
+    sketch = np.vstack([selector.project(batch) for batch in np.array_split(G, 7)])
+    assert sketch.dtype == np.float32 and sketch.shape == (500, 16)
+    assert_allclose(sketch, random_projection(G, 16, random_state=2), rtol=1e-5, atol=1e-5)
+    assert_array_equal(selector.fit(sketch).select(), selector.fit(G).select())
+    with pytest.raises(ValueError, match="project needs an int random_state"):
+        MomentMatchingSelector(sketch_size=16).project(G)
+
+
 @pytest.mark.parametrize("mode", ["equal", "proportional"])
 def test_class_balance_solves_one_program_per_class(mode):
     G = gradients(6, n=500, d=40)

@@ -210,6 +210,47 @@ class MomentMatchingSelector(BaseSelector):
         """
         return self._fit(X, y)
 
+    def project(self, X):
+        """Stage 1 by hand: the seeded sketch ``X Gamma`` of a batch of gradients.
+
+        For gradients computed on the fly, where no re-iterable source exists:
+        project every batch, stack the sketches and fit on them (a sketch has
+        ``sketch_size`` columns, so fit uses it as it is); the selection is the
+        one ``fit`` makes on the stacked gradients. Every call uses the same
+        Gamma, which needs an int ``random_state``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A batch of per-example gradients.
+
+        Returns
+        -------
+        X_sketch : array of shape (n_samples, sketch_size)
+            In the compute namespace of X; float32 stays float32. X itself
+            when it has at most ``sketch_size`` columns.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sketchsel import MomentMatchingSelector
+        >>> G = np.random.default_rng(0).standard_normal((600, 300))
+        >>> selector = MomentMatchingSelector(n_select=60, sketch_size=32, random_state=0)
+        >>> sketch = np.vstack([selector.project(batch) for batch in np.array_split(G, 4)])
+        >>> sketch.shape
+        (600, 32)
+        >>> by_hand = selector.fit(sketch).select()
+        >>> bool(np.array_equal(by_hand, selector.fit(G).select()))
+        True
+        """
+        if not isinstance(self.random_state, Integral):
+            raise ValueError(
+                f"project needs an int random_state, so that every batch is projected by "
+                f"the same matrix; got random_state={self.random_state!r}."
+            )
+        X, xp = check_array(X, backend=self.backend)
+        return self._represent(X, xp)
+
     def _represent(self, X, xp):
         """Stage 1: the sketch ``X Gamma``, or X itself when it is narrow."""
         if X.shape[1] <= self.sketch_size:
