@@ -252,12 +252,13 @@ class MomentMatchingSelector(BaseSelector):
         return self._represent(X, xp)
 
     def _represent(self, X, xp):
-        """Stage 1: the sketch ``X Gamma``, or X itself when it is narrow."""
+        return self._sketch(X, seed_from(self.random_state))
+
+    def _sketch(self, X, seed):
+        """Stage 1: the sketch ``X Gamma`` of the seed, or X itself when it is narrow."""
         if X.shape[1] <= self.sketch_size:
             return X
-        return random_projection(
-            X, self.sketch_size, kind=self.projection, random_state=seed_from(self.random_state)
-        )
+        return random_projection(X, self.sketch_size, kind=self.projection, random_state=seed)
 
     def _reduce_source(self, source):
         """Stage 1 over a source: each batch projected as it comes, one pass."""
@@ -272,11 +273,7 @@ class MomentMatchingSelector(BaseSelector):
                     f"A batch has {rows.shape[1]} features but the first had {n_features}; "
                     f"every batch must have the same features."
                 )
-            if n_features > self.sketch_size:
-                rows = random_projection(
-                    rows, self.sketch_size, kind=self.projection, random_state=seed
-                )
-            pieces.append(rows)
+            pieces.append(self._sketch(rows, seed))
             if batch_labels is not None:
                 labels.append(column_or_1d(to_numpy(batch_labels)))
         if not pieces:
