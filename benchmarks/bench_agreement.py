@@ -26,10 +26,8 @@ import time
 import tracemalloc
 
 import numpy as np
+from _digits import accuracy, digits_gradients
 from _report import run
-from sklearn.datasets import load_digits
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
 
 from sketchsel import AgreementSelector, FastMaxVol, FrequentDirections
 
@@ -106,27 +104,8 @@ def bench_speed(n):
     ]
 
 
-def last_layer_gradients(model, X, y):
-    """Exact per-example cross-entropy gradients for the weights and bias of a softmax layer."""
-    residual = model.predict_proba(X)
-    residual[np.arange(len(y)), np.searchsorted(model.classes_, y)] -= 1.0
-    inputs = np.hstack([X, np.ones((len(X), 1))])
-    return (residual[:, :, None] * inputs[:, None, :]).reshape(len(X), -1)
-
-
-def accuracy(X, y, X_test, y_test):
-    return LogisticRegression(max_iter=2_000).fit(X, y).score(X_test, y_test)
-
-
 def bench_quality():
-    X, y = load_digits(return_X_y=True)
-    X = X / 16.0
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.25, stratify=y, random_state=0
-    )
-    warm = LogisticRegression(max_iter=2_000).fit(X_train, y_train)
-    G = last_layer_gradients(warm, X_train, y_train)
-    full = accuracy(X_train, y_train, X_test, y_test)
+    X_train, X_test, y_train, y_test, G, full = digits_gradients()
     selectors = {
         "AgreementSelector (defaults)": lambda b: AgreementSelector(n_select=b),
         'AgreementSelector, class_balance="equal"': lambda b: AgreementSelector(

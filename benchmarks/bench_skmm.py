@@ -57,11 +57,8 @@ import warnings
 import numpy as np
 import torch
 from _report import run
-from bench_agreement import accuracy, last_layer_gradients
+from _digits import accuracy, digits_gradients
 from scipy.linalg import qr
-from sklearn.datasets import load_digits
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
 from sklearn.exceptions import ConvergenceWarning
 
 from sketchsel import MomentMatchingSelector
@@ -541,14 +538,7 @@ def bench_speed(n_samples, m, n, steps, seconds, tuning_steps):
 
 def bench_digits(budgets, n_seeds):
     """Test accuracy of a logistic regression trained on the chosen digits, against random."""
-    X, y = load_digits(return_X_y=True)
-    X = X / 16.0
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.25, stratify=y, random_state=0
-    )
-    warm = LogisticRegression(max_iter=2_000).fit(X_train, y_train)
-    G = last_layer_gradients(warm, X_train, y_train)
-    full = accuracy(X_train, y_train, X_test, y_test)
+    X_train, X_test, y_train, y_test, G, full = digits_gradients()
     variants = {
         "SkMM, defaults": {},
         'SkMM, class_balance="proportional"': {"class_balance": "proportional"},
