@@ -144,6 +144,7 @@ def test_objective_never_increases_and_the_gap_is_certified(seed, coef, n_select
     assert np.all(s >= 0) and np.all(s <= 1 / n_select + 1e-12)
     assert s.sum() == pytest.approx(1.0)
     assert solution.objective == pytest.approx(reduced_objective(A, target, s), abs=1e-14)
+    assert_allclose(solution.moments, A.T @ s, rtol=1e-12, atol=1e-15)
     assert solution.converged
     assert solution.duality_gap <= 1e-6 * np.sum(target**2)
 
@@ -165,14 +166,13 @@ def test_solution_is_optimal_against_scipy_on_the_paper_form(seed, coef):
     ours = solve_moment_matching(xp_numpy, A, target, n_select, uniform(n), tol=1e-9,
                                  max_iter=20_000)
     scale = np.sum(target**2)
-    gamma = best_gamma(xp_numpy, A, eigenvalues, ours.shares, 1 / coef)
+    gamma = best_gamma(xp_numpy, A.T @ ours.shares, eigenvalues, 1 / coef)
     assert np.all(gamma >= 1 / coef)
     assert joint_objective(A, eigenvalues, ours.shares, gamma) == pytest.approx(
         ours.objective, abs=1e-12 * scale
     )
     # SLSQP may end slightly outside the set: its point is made feasible first.
     theirs = capped_simplex_projection(result.x[:n], 1 / n_select)
-    gamma = best_gamma(xp_numpy, A, eigenvalues, theirs, 1 / coef)
     value = joint_objective(A, eigenvalues, theirs, np.maximum(result.x[n:], 1 / coef))
     assert reduced_objective(A, target, theirs) <= value + 1e-12 * scale
     assert ours.objective <= value + 1e-8 * scale
@@ -204,7 +204,7 @@ def test_best_gamma_minimises_the_paper_objective():
     _, eigenvalues, A, _, _ = problem(4)
     rng = np.random.default_rng(4)
     s = capped_simplex_projection(rng.standard_normal(A.shape[0]), 0.2)
-    gamma = best_gamma(xp_numpy, A, eigenvalues, s, 1 / 0.8)
+    gamma = best_gamma(xp_numpy, A.T @ s, eigenvalues, 1 / 0.8)
     best = joint_objective(A, eigenvalues, s, gamma)
     for _ in range(200):
         other = 1 / 0.8 + rng.exponential(0.5, gamma.size) * rng.integers(0, 2, gamma.size)

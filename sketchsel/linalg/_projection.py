@@ -331,8 +331,12 @@ def random_projection(X, n_components, *, kind="gaussian", random_state=None, bl
     >>> bool(abs(P[0] @ P[1] - x @ y) < 0.15 and abs(P[0] @ P[0] - 1.0) < 0.15)
     True
     """
-    seed = seed_from(random_state)
     X, xp = check_array(X, name="X", backend="array_api")
+    return _random_projection(xp, X, n_components, kind, seed_from(random_state), block_size)
+
+
+def _random_projection(xp, X, n_components, kind, seed, block_size=None):
+    """The body of :func:`random_projection`, for a validated X of namespace xp and an int seed."""
     n_samples, n_features = X.shape
     sparse = kind == "countsketch" and is_numpy_namespace(xp)
     if block_size is None:

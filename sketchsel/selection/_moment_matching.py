@@ -11,7 +11,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import column_or_1d
 
 from .._array_api import array_namespace, check_array, device, to_numpy
-from ..linalg._projection import random_projection, seed_from
+from ..linalg._projection import _random_projection, seed_from
 from ._base import BaseSelector, iter_batches
 from ._moment_qp import best_gamma, moment_terms, solve_moment_matching
 
@@ -258,7 +258,7 @@ class MomentMatchingSelector(BaseSelector):
         """Stage 1: the sketch ``X Gamma`` of the seed, or X itself when it is narrow."""
         if X.shape[1] <= self.sketch_size:
             return X
-        return random_projection(X, self.sketch_size, kind=self.projection, random_state=seed)
+        return _random_projection(array_namespace(X), X, self.sketch_size, self.projection, seed)
 
     def _reduce_source(self, source):
         """Stage 1 over a source: each batch projected as it comes, one pass."""
@@ -311,7 +311,7 @@ class MomentMatchingSelector(BaseSelector):
             "objective_history_": solution.objective_history,
             "duality_gap_": solution.duality_gap,
             "n_iter_": solution.n_iter,
-            "gamma_": best_gamma(xp, A, units, solution.shares, floor),
+            "gamma_": best_gamma(xp, solution.moments, units, floor),
             "eigenvalues_": np.asarray(to_numpy(eigenvalues)),
         }
         return self._round(shares, n_select), fitted

@@ -35,6 +35,7 @@ class MomentMatchingSolution:
     """What the solver returns: the shares and the record of the run."""
 
     shares: object  # s, in the namespace of A
+    moments: object  # A^T s
     objective: float
     objective_history: np.ndarray
     duality_gap: float
@@ -131,6 +132,7 @@ def solve_moment_matching(xp, A, target, n_select, start, *, tol, max_iter):
             converged = gap <= tol * scale
     return MomentMatchingSolution(
         shares=x,
+        moments=ax,
         objective=fx,
         objective_history=np.asarray(history),
         duality_gap=max(gap, 0.0),
@@ -139,13 +141,13 @@ def solve_moment_matching(xp, A, target, n_select, start, *, tol, max_iter):
     )
 
 
-def best_gamma(xp, A, units, shares, floor):
-    """The gamma minimising the objective for the shares.
+def best_gamma(xp, moments, units, floor):
+    """The gamma minimising the objective for shares with ``moments = A^T s``.
 
     With ``units`` the moment a unit of gamma stands for in each direction
     (``lambda_j``, or 1 on whitened coordinates), it is
-    ``max(floor, (A^T s)_j / units_j)``, and ``floor`` where a unit is zero.
+    ``max(floor, moments_j / units_j)``, and ``floor`` where a unit is zero.
     """
     positive = units > 0
-    ratio = (A.T @ shares) / xp.where(positive, units, 1.0)
+    ratio = moments / xp.where(positive, units, 1.0)
     return np.asarray(to_numpy(xp.where(positive, xp.clip(ratio, floor, None), floor)))
