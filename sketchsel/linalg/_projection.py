@@ -338,24 +338,43 @@ def random_projection(X, n_components, *, kind="gaussian", random_state=None, bl
 def _random_projection(xp, X, n_components, kind, seed, block_size=None):
     """The body of :func:`random_projection`, for a validated X of namespace xp and an int seed."""
     n_samples, n_features = X.shape
+    return _project_columns(
+        xp, lambda start, stop: X[:, start:stop], (n_samples, n_features), n_components,
+        kind, seed, dtype=X.dtype, where=device(X), block_size=block_size,
+    )
+
+
+def _project_columns(
+    xp, columns, shape, n_components, kind, seed, *, dtype, where, offset=0, block_size=None
+):
+    """``M @ Gamma[offset:offset + n_features]`` for a matrix M given by blocks of columns.
+
+    M has at least one column.
+    ``columns(start, stop)`` returns ``M[:, start:stop]`` (an array of xp of
+    the given dtype on device ``where``), so that M, of the given ``shape``,
+    need not exist whole: the caller may compute its columns on demand, such
+    as the columns of per-example gradients of one parameter, which sit at
+    ``offset`` in the gradient vector of all parameters.
+    """
+    n_samples, n_features = shape
     sparse = kind == "countsketch" and is_numpy_namespace(xp)
     if block_size is None:
-        itemsize = 4 if X.dtype == xp.float32 else 8
+        itemsize = 4 if dtype == xp.float32 else 8
         block_size = _default_block_size(n_samples, n_components, itemsize, sparse)
     rows = _Rows(kind, seed, n_components)
-    where = device(X)
     projected = None
     for start in range(0, n_features, block_size):
         stop = min(start + block_size, n_features)
+        first, last = offset + start, offset + stop
         if sparse:
-            columns, signs = rows.sparse(start, stop)
+            indices, signs = rows.sparse(first, last)
             gamma = scipy.sparse.csr_array(
-                (signs.astype(X.dtype), columns, np.arange(stop - start + 1)),
+                (signs.astype(dtype), indices, np.arange(stop - start + 1)),
                 shape=(stop - start, n_components),
             )
         else:
-            gamma = _move(rows.dense(start, stop), xp, X.dtype, where)
-        part = X[:, start:stop] @ gamma
+            gamma = _move(rows.dense(first, last), xp, dtype, where)
+        part = columns(start, stop) @ gamma
         if projected is None:
             projected = part
         elif is_numpy_namespace(xp):
