@@ -154,6 +154,7 @@ class MultiplesOfThree(FastMaxVol):
     def fit(self, X, y=None, *, gradients=None):
         first = np.asarray(X[:, 0])
         self.sample_indices_ = np.flatnonzero(np.round(first) % 3 == 0)
+        self.residual_ = 0.0
         return self
 
 
@@ -183,8 +184,9 @@ def test_graft_maps_batch_rows_to_dataset_indices(indexed):
 
 def test_graft_rows_reproduce_the_batch_gradient(indexed):
     model, data = indexed
+    dynamic = FastMaxVol(n_select=0.2, rank="auto")
     sampler = GraftSampler(model, data, head=model[2], selection_batch_size=len(data),
-                           fraction=0.2, random_state=0)
+                           fraction=0.2, selector=dynamic, random_state=0)
     subset = sampler.select()
     x, y = data.tensors
     with torch.no_grad():
@@ -193,7 +195,16 @@ def test_graft_rows_reproduce_the_batch_gradient(indexed):
     weights, *_ = np.linalg.lstsq(G[subset].T, target, rcond=None)
     residual = np.linalg.norm(G[subset].T @ weights - target) / np.linalg.norm(target)
     assert residual <= 0.1
-    assert 1 <= len(subset) <= int(0.2 * len(data))
+    np.testing.assert_allclose(sampler.residuals_, [residual], atol=1e-6)
+    assert 1 <= len(subset) < int(0.2 * len(data))
+
+
+def test_graft_default_keeps_the_budget_of_every_batch(indexed):
+    model, data = indexed
+    sampler = GraftSampler(model, data, head=model[2], selection_batch_size=50, random_state=0)
+    # Batches of 50, 50, 50, 50 and 30 rows: 12 + 12 + 12 + 12 + 7 rows.
+    assert len(sampler.select()) == 4 * 12 + 7
+    assert sampler.residuals_.shape == (5,) and np.all(sampler.residuals_ >= 0)
 
 
 def test_graft_schedule_warm_start_and_reselection(indexed):

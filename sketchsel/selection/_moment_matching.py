@@ -12,9 +12,9 @@ from sklearn.utils.validation import column_or_1d
 
 from .._array_api import array_namespace, check_array, device, to_numpy
 from ..linalg._projection import _random_projection, seed_from
+from ..sampling._weighted import weighted_sample_without_replacement
 from ._base import BaseSelector, iter_batches
 from ._moment_qp import best_gamma, moment_terms, solve_moment_matching
-
 
 # Eigenvalues below this fraction of the largest are round-off of a rank-deficient sketch.
 _RELATIVE_CUTOFF = 1e-10
@@ -319,10 +319,7 @@ class MomentMatchingSelector(BaseSelector):
     def _round(self, shares, n_select):
         if self.rounding == "top":
             return np.argsort(-shares, kind="stable")[:n_select]
-        # Exponential keys divided by the weights: the n smallest are a draw
-        # without replacement with probabilities proportional to the shares
-        # (Efraimidis & Spirakis 2006); rows with no share are never drawn.
-        keys = check_random_state(self.random_state).standard_exponential(shares.shape[0])
-        with np.errstate(divide="ignore"):
-            keys = np.where(shares > 0, keys / shares, np.inf)
-        return np.argsort(keys, kind="stable")[:n_select]
+        # A draw without replacement with probabilities proportional to the
+        # shares; rows with no share come only when too few rows have one.
+        rng = check_random_state(self.random_state)
+        return weighted_sample_without_replacement(rng, shares, n_select)
