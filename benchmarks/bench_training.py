@@ -9,7 +9,8 @@ Training: scikit-learn's digits (the one image set that ships with the installed
 packages; 8 x 8 grey images), split 75/25 stratified; a small CNN (two 3 x 3
 convolutions, 32 and 64 channels, max-pooling, a 128-unit hidden layer) trained
 with SGD (lr 0.05, momentum 0.9), batches of 32, for the same number of epochs by
-every method:
+every method, each batch taken by indexing the tensors (no DataLoader, whose per-item
+collation would dominate on so small a model):
 
 - full: every row, every epoch;
 - ES: Evolved Sampling, meta-batches of 64, the 32 to back-propagate drawn with
@@ -45,14 +46,13 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Subset, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from sketchsel import AgreementSelector, FastMaxVol
 from sketchsel.sampling import EvolvedSampler
 from sketchsel.torch import (
     GradientSource,
     GraftSampler,
-    IndexedDataset,
     evolved_step,
     linear_head_gradients,
     per_example_gradients,
@@ -108,29 +108,33 @@ class Clock:
         self.start = time.perf_counter()
 
 
-def sgd_epoch(model, optimizer, loader):
-    for inputs, targets, *_ in loader:
+def sgd_epoch(model, optimizer, X, y, order):
+    """One epoch over the rows ``order``, in batches of BATCH.
+
+    Every method indexes the tensors directly, as ES does, so that no method pays a
+    DataLoader's per-item collation and the others not.
+    """
+    for start in range(0, len(order), BATCH):
+        rows = torch.as_tensor(order[start:start + BATCH])
         optimizer.zero_grad()
-        F.cross_entropy(model(inputs), targets).backward()
+        F.cross_entropy(model(X[rows]), y[rows]).backward()
         optimizer.step()
 
 
-def train_full(data, seed, epochs, rows=None, warm_epochs=0, choose=None):
+def train_full(data, seed, epochs, warm_epochs=0, choose=None):
     """Plain SGD on all rows, or on the rows ``choose(model)`` returns after warm_epochs."""
     X, y, X_test, y_test = data
     torch.manual_seed(seed)
     model = cnn()
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
     dataset = TensorDataset(X, y)
-    generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, generator=generator)
+    rng = np.random.default_rng(seed)
+    rows = np.arange(len(X))
     clock = Clock(model, X_test, y_test)
     for epoch in range(epochs):
         if epoch == warm_epochs and choose is not None:
-            rows = choose(model, dataset, seed)
-            loader = DataLoader(Subset(dataset, rows), batch_size=BATCH, shuffle=True,
-                                generator=generator)
-        sgd_epoch(model, optimizer, loader)
+            rows = np.asarray(choose(model, dataset, seed))
+        sgd_epoch(model, optimizer, X, y, rng.permutation(rows))
         clock.epoch_done()
     return clock.curve
 
@@ -178,12 +182,11 @@ def train_graft(data, seed, epochs, selector=None):
     dataset = TensorDataset(X, y)
     sampler = GraftSampler(model, dataset, head=model[-1], fraction=FRACTION,
                            select_every=5, selector=selector, random_state=seed)
-    loader = DataLoader(dataset, batch_size=BATCH, sampler=sampler)
     clock = Clock(model, X_test, y_test)
     kept = []
     for epoch in range(epochs):
         sampler.set_epoch(epoch)
-        sgd_epoch(model, optimizer, loader)
+        sgd_epoch(model, optimizer, X, y, np.fromiter(iter(sampler), dtype=np.int64))
         kept.append(len(sampler) / len(dataset))
         clock.epoch_done()
     return clock.curve, float(np.mean(kept))

@@ -6,6 +6,7 @@ here; they are loaded only when an input or a back-end needs them.
 """
 
 from ._config import config_context, get_config, set_config
+from .sampling import EvolvedSampler
 from .selection import AgreementSelector, FastMaxVol, MomentMatchingSelector
 from .sketch import FrequentDirections
 
@@ -13,6 +14,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AgreementSelector",
+    "EvolvedSampler",
     "FastMaxVol",
     "FrequentDirections",
     "MomentMatchingSelector",

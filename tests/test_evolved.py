@@ -613,6 +613,7 @@ def test_evolved_step_needs_per_sample_losses(torch_face):
         face.evolved_step(model, loss_fn, optimizer, X[:8], y[:8], index, object())
 
 
+@pytest.mark.gpu
 def test_evolved_step_on_cuda(torch_face):
     torch, face = torch_face
     if not torch.cuda.is_available():

@@ -18,3 +18,5 @@ def test_readme_python_examples_run():
     assert namespace["Z"].shape == (1_000, 32)
     assert namespace["chosen"].shape == (100,)
     assert namespace["skmm"].select().shape == (100,)
+    assert namespace["subset"].shape == (512,)
+    assert namespace["step"].indices.shape == (32,)

@@ -238,3 +238,22 @@ def test_bad_input_names_the_parameter(call, error, match):
     x, y = torch.randn(5, 4), torch.randint(0, 3, (5,))
     with pytest.raises(error, match=match):
         call(model, x, y)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_gradients_equal_the_cpu_ones():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 9), nn.ReLU(), nn.Linear(9, 4)).double()
+    x, y = torch.randn(7, 6, dtype=torch.float64), torch.randint(0, 4, (7,))
+    expected = per_example_gradients(model, x, y, n_components=16, random_state=0)
+    found = per_example_gradients(model.cuda(), x.cuda(), y.cuda(), n_components=16,
+                                  random_state=0)
+    assert found.device.type == "cuda"
+    torch.testing.assert_close(found.cpu(), expected)
+    hidden = model[1](model[0](x.cuda())).detach()
+    closed = linear_head_gradients(hidden, model(x.cuda()).detach(), y.cuda(),
+                                   n_components=16, random_state=0)
+    head = per_example_gradients(model, x.cuda(), y.cuda(), params=model[2],
+                                 n_components=16, random_state=0)
+    torch.testing.assert_close(closed, head)

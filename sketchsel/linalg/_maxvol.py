@@ -111,7 +111,8 @@ def _lapack_start(A, n_pivots):
 
     n = A.shape[0]
     column_major = np.empty((n_pivots, n), dtype=A.dtype).T
-    _maxvol_numba.copy_into(A[:, :n_pivots], column_major)
+    with _maxvol_numba.threads_for(column_major):
+        _maxvol_numba.copy_into(A[:, :n_pivots], column_major)
     getrf = scipy.linalg.lapack.get_lapack_funcs("getrf", (A,))
     lu, ipiv, _ = getrf(column_major, overwrite_a=True)
     order = np.arange(A.shape[0])
@@ -140,7 +141,8 @@ def _lapack_coefficients(lu, order):
     # Solve X L_r = L in place (right side, lower, unit diagonal); lu stays
     # column-major and whole, so BLAS works on it without a copy.
     lu = trsm(1.0, lower_r, lu, side=1, lower=1, diag=1, overwrite_b=1)
-    C = _maxvol_numba.copy_into(lu, np.empty(lu.shape, dtype=lu.dtype))
+    with _maxvol_numba.threads_for(lu):
+        C = _maxvol_numba.copy_into(lu, np.empty(lu.shape, dtype=lu.dtype))
     # getrf's interchanges move at most 2 r rows: put those back in place.
     moved = np.flatnonzero(order != np.arange(order.size))
     C[order[moved]] = lu[moved]
@@ -199,7 +201,8 @@ def _maxvol(xp, A, tol, max_iters):
 
     C = _lapack_coefficients(*factors)
     pivot_array = np.asarray(pivots, dtype=np.int64)
-    n_iter = _maxvol_numba.swap_loop(C, pivot_array, tol, max_iters)
+    with _maxvol_numba.threads_for(C):
+        n_iter = _maxvol_numba.swap_loop(C, pivot_array, tol, max_iters)
     return pivot_array.tolist(), C, int(n_iter)
 
 
@@ -229,10 +232,11 @@ def _add_rows(xp, C, pivots, tol, max_rows, min_rows):
         chosen[pivots] = True
         pivot_array = np.empty(capacity, dtype=np.int64)
         pivot_array[: len(pivots)] = pivots
-        n_cols = _maxvol_numba.add_rows(
-            room, n_cols, norms, chosen, pivot_array, len(pivots), tol * tol,
-            min(max_rows, capacity), min_rows,
-        )
+        with _maxvol_numba.threads_for(room):
+            n_cols = _maxvol_numba.add_rows(
+                room, n_cols, norms, chosen, pivot_array, len(pivots), tol * tol,
+                min(max_rows, capacity), min_rows,
+            )
         pivots = pivot_array[:n_cols].tolist()
         C = room[:, :n_cols]
         if n_cols < capacity or capacity == max_rows:
