@@ -214,8 +214,9 @@ def test_graft_schedule_warm_start_and_reselection(indexed):
     sizes, selections = [], []
     for epoch in range(6):
         sampler.set_epoch(epoch)
+        size = len(sampler)  # before iterating: the loader asks for it first
         rows = list(iter(sampler))
-        assert len(rows) == len(sampler) == len(set(rows))
+        assert len(rows) == size == len(set(rows))
         sizes.append(len(rows))
         selections.append(sampler.selections_)
     assert sizes[:2] == [len(data)] * 2 and sampler.subset_ is not None
@@ -252,3 +253,83 @@ def test_bad_graft_arguments_name_the_parameter(indexed, kwargs, error, match):
     model, data = indexed
     with pytest.raises(error, match=match):
         GraftSampler(model, data, head=model[2], **kwargs)
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        lambda: torch.utils.data.SubsetRandomSampler(range(40)),
+        lambda: torch.utils.data.WeightedRandomSampler(torch.ones(240), 40),
+    ],
+    ids=["subset_random", "weighted_random"],
+)
+def test_every_random_sampler_is_refused(problem, sampler):
+    model, x, y = problem
+    loader = DataLoader(TensorDataset(x, y), batch_size=8, sampler=sampler())
+    with pytest.raises(ValueError, match="another order on every pass"):
+        list(GradientSource(model, loader))
+
+
+def test_an_iterable_dataset_numbers_its_rows(problem):
+    model, x, y = problem
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter(zip(x[:20], y[:20]))
+
+    source = GradientSource(model, DataLoader(Stream(), batch_size=8))
+    G = torch.cat([g for g, _ in source])
+    np.testing.assert_array_equal(source.indices_, np.arange(20))
+    torch.testing.assert_close(G, per_example_gradients(model, x[:20], y[:20]))
+
+
+class TwiceHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.head(x)))
+
+
+class Doubled(nn.Linear):
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+@pytest.mark.parametrize("make", [TwiceHead, lambda: nn.Sequential(Doubled(3, 3))],
+                         ids=["called_twice", "linear_subclass"])
+def test_heads_the_closed_form_does_not_describe_use_torch_func(make):
+    torch.manual_seed(0)
+    model = make()
+    head = model.head if isinstance(model, TwiceHead) else model[0]
+    x, y = torch.randn(6, 3), torch.randint(0, 3, (6,))
+    source = GradientSource(model, [(x, y)], params=head)
+    expected = per_example_gradients(model, x, y, params=head)
+    torch.testing.assert_close(source.gradients(x, y), expected)
+
+
+def test_probability_targets_use_torch_func(problem):
+    model, x, y = problem
+    soft = torch.softmax(torch.randn(len(x), 3), dim=1)
+    source = GradientSource(model, [(x, soft)], params=model[2])
+    torch.testing.assert_close(source.gradients(x, soft),
+                               per_example_gradients(model, x, soft, params=model[2]))
+
+
+@pytest.mark.parametrize("params", [["2.weight"], ["2.bias"], ["2.weight", "2.bias"]])
+def test_head_parameters_alone_or_together_through_the_source(problem, params):
+    model, x, y = problem
+    source = GradientSource(model, [(x, y)], params=params)
+    torch.testing.assert_close(source.gradients(x, y),
+                               per_example_gradients(model, x, y, params=params))
+
+
+@pytest.mark.parametrize(
+    ("indices", "match"),
+    [(torch.tensor([0.5, 1.5]), "integer"), (torch.tensor([1]), "2 integer")],
+)
+def test_bad_batch_indices_are_refused(problem, indices, match):
+    model, x, y = problem
+    with pytest.raises(ValueError, match=match):
+        list(GradientSource(model, [(x[:2], y[:2], indices)]))

@@ -191,9 +191,20 @@ def test_params_by_name_and_by_module_choose_the_same_entries():
     expected = _loop_gradients(model, x, y, "cross_entropy", [model[2].weight, model[2].bias])
     for found in (by_module, by_prefix, by_names):
         torch.testing.assert_close(found, expected)
+    model[0].bias.requires_grad_(False)
     frozen = per_example_gradients(model, x, y, params=["0.bias"])
+    model[0].bias.requires_grad_(True)
     torch.testing.assert_close(frozen, _loop_gradients(model, x, y, "cross_entropy",
                                                        [model[0].bias]))
+    assert not model[0].bias.grad_fn and model[0].bias.requires_grad
+
+
+def test_an_empty_batch_gives_no_rows():
+    model = nn.Linear(4, 3)
+    x, y = torch.randn(0, 4), torch.randint(0, 3, (0,))
+    assert per_example_gradients(model, x, y).shape == (0, 15)
+    assert per_example_gradients(model, x, y, n_components=5, random_state=0).shape == (0, 5)
+    assert linear_head_gradients(x, model(x).detach(), y).shape == (0, 15)
 
 
 def test_a_callable_loss_is_used_on_batches_of_one():
@@ -228,6 +239,7 @@ def test_a_callable_loss_is_used_on_batches_of_one():
          ValueError, "class indices"),
         (lambda m, x, y: linear_head_gradients(x, m(x), y, loss="mse"), ValueError, "mse"),
         (lambda m, x, y: linear_head_gradients(x[:2], m(x), y), ValueError, "features"),
+        (lambda m, x, y: linear_head_gradients(x, m(x), y + 3), ValueError, r"\[0, 3\)"),
         (lambda m, x, y: linear_head_gradients(x, m(x), y, loss=F.l1_loss), TypeError,
          "per_example_gradients"),
     ],

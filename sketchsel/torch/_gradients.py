@@ -28,7 +28,7 @@ from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
 from .._array_api import array_namespace
-from ..linalg._projection import _KINDS, _project_columns, seed_from
+from ..linalg._projection import _BLOCK_BYTES, _CHUNK_ROWS, _KINDS, _project_columns, seed_from
 
 _LOSSES = ("cross_entropy", "mse")
 
@@ -98,6 +98,12 @@ def output_residuals(outputs, targets, loss):
         if targets.ndim != 1 or targets.dtype.is_floating_point:
             raise ValueError(
                 "With loss='cross_entropy', targets must be a 1-D tensor of class indices."
+            )
+        if n_samples and (int(targets.min()) < 0 or int(targets.max()) >= n_outputs):
+            raise ValueError(
+                f"With loss='cross_entropy', targets must be class indices in [0, "
+                f"{n_outputs}), one per output column; got values from {int(targets.min())} "
+                f"to {int(targets.max())}."
             )
         residuals = torch.softmax(outputs, dim=1)
         residuals[torch.arange(n_samples, device=outputs.device), targets] -= 1
@@ -203,21 +209,24 @@ def linear_head_gradients(
             k = torch.arange(start, stop, device=h.device)
             return r[:, k // width] * h[:, k % width]
 
-        project = _projector(h, n_samples, n_components, projection, seed)
+        # Each block of columns makes a few n_samples x block temporaries: keep
+        # them near _BLOCK_BYTES, whatever the number of weights.
+        block = max(_CHUNK_ROWS, _BLOCK_BYTES // (3 * max(n_samples, 1) * h.element_size()))
+        project = _projector(h, n_samples, n_components, projection, seed, block)
         projected = project(weight_columns, n_weights, 0)
         if bias:
             projected = projected + project(lambda a, b: r[:, a:b], r.shape[1], n_weights)
         return projected
 
 
-def _projector(like, n_samples, n_components, kind, seed):
+def _projector(like, n_samples, n_components, kind, seed, block_size=None):
     """``project(columns, n_columns, offset)``: columns times Gamma's rows from offset."""
     xp = array_namespace(like)
 
     def project(columns, n_columns, offset):
         return _project_columns(
             xp, columns, (n_samples, n_columns), n_components, kind, seed,
-            dtype=like.dtype, where=like.device, offset=offset,
+            dtype=like.dtype, where=like.device, offset=offset, block_size=block_size,
         )
 
     return project
@@ -387,6 +396,9 @@ def per_example_gradients(
         return loss_fn(outputs, t.unsqueeze(0))
 
     per_example = vmap(grad(one_loss), in_dims=(None, 0, 0))
+    if inputs.shape[0] == 0:
+        width = n_entries if n_components is None else n_components
+        return torch.empty((0, width), dtype=first.dtype, device=first.device)
     parts = []
     with preserved_state(model):
         for start in range(0, inputs.shape[0], micro_batch_size):

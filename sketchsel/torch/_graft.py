@@ -139,7 +139,12 @@ class GraftSampler(Sampler):
         self._round = None
 
     def set_epoch(self, epoch):
-        """Set the epoch, which decides the order of its rows and when to select again."""
+        """Set the epoch, which decides the order of its rows and when to select again.
+
+        Call it at the start of every epoch, as with
+        :class:`torch.utils.data.distributed.DistributedSampler`: without it
+        the sampler stays at epoch 0, never selects again and repeats one order.
+        """
         self.epoch = int(epoch)
 
     def _current_round(self):
@@ -192,6 +197,11 @@ class GraftSampler(Sampler):
                 inputs, targets, _ = unpack_batch(batch)
                 inputs, targets = inputs.to(device), targets.to(device)
                 logits, embedding, _ = forward_with_head(self.model, self.head, inputs)
+                if embedding is None:
+                    raise ValueError(
+                        "head is called more than once in the model's forward, so its input "
+                        "is not one embedding per row; pass the last layer, called once."
+                    )
                 features = self._features(inputs, embedding)
                 gradients = output_residuals(logits, targets, "cross_entropy")
                 selector = clone(base).fit(features, gradients=gradients)

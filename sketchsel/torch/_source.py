@@ -17,11 +17,16 @@ from ._gradients import (
 
 
 def forward_with_head(model, head, inputs):
-    """The model's outputs, and the input and output of ``head``, from one forward without grad."""
-    seen = {}
+    """The model's outputs, and the input and output of ``head``, from one forward without grad.
+
+    The head's input and output are None when it was called more than once,
+    since neither is then the one input or output of the layer.
+    """
+    seen = {"calls": 0}
 
     def hook(module, args, output):
         seen["input"], seen["output"] = args[0], output
+        seen["calls"] += 1
 
     handle = head.register_forward_hook(hook)
     try:
@@ -29,11 +34,13 @@ def forward_with_head(model, head, inputs):
             outputs = model(inputs)
     finally:
         handle.remove()
-    if "input" not in seen:
+    if seen["calls"] == 0:
         raise ValueError(
             f"head={head!r} was not called in the model's forward; pass the module whose "
             f"output is the model's output."
         )
+    if seen["calls"] > 1:
+        return outputs, None, None
     return outputs, seen["input"], seen["output"]
 
 
@@ -42,24 +49,54 @@ def unpack_batch(batch):
     if isinstance(batch, (tuple, list)) and len(batch) in (2, 3):
         return batch[0], batch[1], (batch[2] if len(batch) == 3 else None)
     raise ValueError(
-        "Each batch of the loader must be (inputs, targets) or (inputs, targets, "
-        "dataset_indices); wrap the dataset with sketchsel.torch.IndexedDataset to add "
-        "the indices."
+        f"Each batch of the loader must be a tuple (inputs, targets) or (inputs, targets, "
+        f"dataset_indices), got {type(batch).__name__}; for a dataset of dicts, give the "
+        f"DataLoader a collate_fn that returns such a tuple (sketchsel.torch.IndexedDataset "
+        f"adds the indices)."
     )
 
 
-def _sampler_order(loader):
-    """Index lists of a DataLoader's batches, or None when it has no map-style sampler."""
-    batch_sampler = getattr(loader, "batch_sampler", None)
-    if batch_sampler is None:
-        return None
-    if isinstance(getattr(loader, "sampler", None), torch.utils.data.RandomSampler):
+def _batch_indices(indices, n_rows):
+    """The dataset indices of a batch's third item, checked: integers, one per row."""
+    indices = torch.as_tensor(indices).cpu()
+    if indices.dtype.is_floating_point or indices.dtype == torch.bool or (
+        indices.reshape(-1).shape[0] != n_rows
+    ):
         raise ValueError(
-            "The loader shuffles (shuffle=True), so every pass would see the rows in a "
-            "different order; selection reads the data more than once: build the "
-            "DataLoader with shuffle=False."
+            f"The third item of a batch must hold the {n_rows} integer dataset indices of "
+            f"its rows, got {indices.dtype} of shape {tuple(indices.shape)}."
         )
-    return [list(indices) for indices in batch_sampler]
+    return np.asarray(indices, dtype=np.int64).reshape(-1)
+
+
+def _sampler_order(loader):
+    """Index lists of a DataLoader's batches, or None when it has no map-style sampler.
+
+    The batch sampler is read twice: a sampler that draws (a shuffling one,
+    a weighted one, a random subset) gives another order the second time,
+    and then the loader's own pass would too, so the indices read here would
+    not be those of the rows it yields.
+    """
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    dataset = getattr(loader, "dataset", None)
+    if batch_sampler is None or isinstance(dataset, torch.utils.data.IterableDataset):
+        return None
+    order = [list(indices) for indices in batch_sampler]
+    if order != [list(indices) for indices in batch_sampler]:
+        raise ValueError(
+            "The loader's sampler gives another order on every pass (shuffle=True, or a "
+            "random sampler), but selection reads the data more than once and maps its "
+            "rows to dataset indices: build the DataLoader with shuffle=False and a "
+            "sampler that gives the same order each time."
+        )
+    return order
+
+
+def _closed_form_applies(loss, outputs, targets):
+    """Whether linear_head_gradients handles these outputs and targets (else torch.func does)."""
+    if outputs.ndim != 2:
+        return False
+    return loss == "mse" or (targets.ndim == 1 and not targets.dtype.is_floating_point)
 
 
 class GradientSource:
@@ -164,7 +201,9 @@ class GradientSource:
         owner = owners.pop()
         head = modules.get(owner)
         weight = f"{owner}.weight" if owner else "weight"
-        return head if isinstance(head, torch.nn.Linear) and weight in self.names else None
+        # A subclass with its own forward may not compute features @ W.T + b.
+        linear = isinstance(head, torch.nn.Linear) and type(head).forward is torch.nn.Linear.forward
+        return head if linear and weight in self.names else None
 
     def __iter__(self):
         order = _sampler_order(self.loader)
@@ -172,12 +211,13 @@ class GradientSource:
         seen, n_rows = [], 0
         for number, batch in enumerate(self.loader):
             inputs, targets, indices = unpack_batch(batch)
-            if indices is None and order is not None:
-                indices = order[number]
-            seen.append(
-                np.arange(n_rows, n_rows + len(inputs)) if indices is None
-                else np.asarray(torch.as_tensor(indices).cpu(), dtype=np.int64).reshape(-1)
-            )
+            if indices is not None:
+                indices = _batch_indices(indices, len(inputs))
+            elif order is not None:
+                indices = np.asarray(order[number], dtype=np.int64)
+            else:
+                indices = np.arange(n_rows, n_rows + len(inputs))
+            seen.append(indices)
             n_rows += len(inputs)
             yield self.gradients(inputs.to(device), targets.to(device)), targets
         indices = np.concatenate(seen) if seen else np.empty(0, dtype=np.int64)
@@ -206,7 +246,7 @@ class GradientSource:
                 outputs, features, head_outputs = forward_with_head(
                     self.model, self.head, inputs
                 )
-            if head_outputs is outputs:
+            if head_outputs is outputs and _closed_form_applies(self.loss, outputs, targets):
                 return linear_head_gradients(
                     features, outputs, targets, loss=self.loss,
                     bias=len(self.names) == 2, n_components=self.n_components,
