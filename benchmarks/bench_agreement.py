@@ -26,10 +26,10 @@ import time
 import tracemalloc
 
 import numpy as np
-from _digits import accuracy, digits_gradients
 from _report import run
 
 from sketchsel import AgreementSelector, FastMaxVol, FrequentDirections
+from sketchsel._demo import accuracy, digits_gradients
 
 N_FEATURES = 4_096
 SKETCH_SIZE = 256

@@ -57,11 +57,11 @@ import warnings
 import numpy as np
 import torch
 from _report import run
-from _digits import accuracy, digits_gradients
 from scipy.linalg import qr
 from sklearn.exceptions import ConvergenceWarning
 
 from sketchsel import MomentMatchingSelector
+from sketchsel._demo import accuracy, digits_gradients
 
 NOISE_X = 0.1  # standard deviation of the isotropic noise on the features
 NOISE_Y = 0.5  # standard deviation of the label noise

@@ -1,12 +1,20 @@
-"""The ``sketchsel`` command line."""
+"""The ``sketchsel`` command line.
+
+Exit status: 0 on success, 1 on a failure (a missing or malformed file, bad
+data, a selector's error), 2 on a usage error (an unknown command, option or
+method, a malformed value), as argparse reports them.
+"""
 
 import argparse
+import os
 import sys
 import time
 
 import numpy as np
 
 from . import __version__
+from ._cli_select import CommandError
+from ._cli_select import add_parser as add_select_parser
 
 # Row blocks the demo streams the data in, to show that the sketch never
 # needs the whole matrix at once.
@@ -14,6 +22,29 @@ _DEMO_CHUNK = 100
 
 
 def _demo(args):
+    from ._demo import METHODS, format_table, run_demo, save_plot
+
+    methods = tuple(args.methods or METHODS)
+    print(
+        f"Selecting {', '.join(f'{b:.0%}' for b in args.budgets)} of scikit-learn's digits "
+        f"with {', '.join(methods)} and at random ({args.seeds} seeds for random and seeded "
+        f"methods), then training a logistic regression on each subset.",
+        flush=True,
+    )
+    results = run_demo(args.budgets, args.seeds, methods, progress=not args.no_progress)
+    print(format_table(results, args.budgets, methods))
+    if args.plot != "none":
+        try:
+            save_plot(results, args.budgets, methods, args.plot)
+        except ImportError:
+            print("matplotlib is not installed, so no plot was saved: pip install "
+                  "'sketchsel[plot]'.")
+        else:
+            print(f"plot of accuracy against budget saved to {os.path.abspath(args.plot)}")
+    return 0
+
+
+def _certify(args):
     from sklearn.datasets import load_digits
 
     from .sketch import FrequentDirections
@@ -57,10 +88,17 @@ def _demo(args):
     return 0 if all_hold else 1
 
 
-def _sketch_size(text):
+def _positive(text):
     value = int(text)
     if value < 1:
-        raise argparse.ArgumentTypeError(f"sketch sizes must be >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _fraction(text):
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"budgets are fractions in (0, 1), got {value}")
     return value
 
 
@@ -73,19 +111,38 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
         "demo",
-        help="sketch a real dataset and check the certified error (the default command)",
+        help="select from real gradients, train, compare with random (the default command)",
+        description="On scikit-learn's digits: per-example last-layer gradients of a "
+        "logistic regression, every selector and random subsets at each budget, a "
+        "logistic regression trained on each subset; prints test accuracy against random "
+        "and full data with the selection time, and saves a plot of accuracy against budget.",
+    )
+    demo.add_argument("--budgets", type=_fraction, nargs="+", default=[0.1, 0.25],
+                      metavar="F", help="fractions of the training set (default: 0.1 0.25)")
+    demo.add_argument("--seeds", type=_positive, default=5,
+                      help="seeds for random subsets and seeded methods (default: 5)")
+    demo.add_argument("--methods", nargs="+", choices=["agreement", "moment", "maxvol"],
+                      help="selectors to run (default: all)")
+    demo.add_argument("--plot", default="sketchsel_demo.png",
+                      help="where to save the plot, or 'none' (default: sketchsel_demo.png)")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.set_defaults(run=_demo)
+    certify = commands.add_parser(
+        "certify",
+        help="sketch a real dataset and check Frequent Directions' certified error",
         description="Sketch scikit-learn's digits images with Frequent Directions and print "
         "the exact covariance error next to the certified one.",
     )
-    demo.add_argument(
-        "--sketch-sizes", type=_sketch_size, nargs="+", default=[4, 8, 16, 32], metavar="L",
+    certify.add_argument(
+        "--sketch-sizes", type=_positive, nargs="+", default=[4, 8, 16, 32], metavar="L",
         help="sketch sizes to try (default: 4 8 16 32)",
     )
-    demo.add_argument(
-        "--block-size", type=_sketch_size, default=32,
+    certify.add_argument(
+        "--block-size", type=_positive, default=32,
         help="rows absorbed between two shrinks (default: 32)",
     )
-    demo.set_defaults(run=_demo)
+    certify.set_defaults(run=_certify)
+    add_select_parser(commands)
     return parser
 
 
@@ -95,7 +152,11 @@ def main(argv=None):
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.command is None:
         args = parser.parse_args(["demo"])
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (CommandError, ValueError, TypeError) as error:
+        print(f"sketchsel {args.command}: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

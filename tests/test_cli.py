@@ -3,8 +3,10 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+from sketchsel import AgreementSelector, FastMaxVol, MomentMatchingSelector
 from sketchsel.cli import main
 
 
@@ -14,8 +16,8 @@ def run(*args):
     )
 
 
-def test_demo_runs_with_no_arguments_and_the_certificate_holds():
-    out = run()
+def test_certify_runs_and_the_certificate_holds():
+    out = run("certify")
     assert out.returncode == 0, out.stderr
     lines = [line.split() for line in out.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert [int(row[0]) for row in lines] == [4, 8, 16, 32]
@@ -25,17 +27,129 @@ def test_demo_runs_with_no_arguments_and_the_certificate_holds():
         assert optimal <= exact <= certified * (1 + 1e-6) <= a_priori * (1 + 1e-6)
 
 
-def test_demo_options_and_usage_errors(capsys):
-    assert main(["demo", "--sketch-sizes", "3", "--block-size", "7"]) == 0
+def test_certify_options_and_usage_errors(capsys):
+    assert main(["certify", "--sketch-sizes", "3", "--block-size", "7"]) == 0
     assert "   3 " in capsys.readouterr().out
     with pytest.raises(SystemExit) as exc:
-        main(["demo", "--sketch-sizes", "0"])
+        main(["certify", "--sketch-sizes", "0"])
     assert exc.value.code == 2
-    assert "sketch sizes must be >= 1" in capsys.readouterr().err
+    assert "must be >= 1" in capsys.readouterr().err
+
+
+def _table(stdout):
+    """{(method, budget): (mean accuracy, vs random)} from the demo's table."""
+    rows = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[0] in ("random", "agreement", "moment", "maxvol"):
+            rows[(parts[0], parts[1])] = (float(parts[2]), float(parts[-4]))
+    return rows
+
+
+def test_demo_on_a_reduced_setting_prints_the_table_and_saves_the_plot(tmp_path):
+    plot = tmp_path / "demo.png"
+    out = run("demo", "--budgets", "0.25", "--seeds", "2", "--plot", str(plot))
+    assert out.returncode == 0, out.stderr
+    rows = _table(out.stdout)
+    assert set(rows) == {(m, "25%") for m in ("random", "agreement", "moment", "maxvol")}
+    random_accuracy = rows[("random", "25%")][0]
+    for (method, _), (accuracy, versus_random) in rows.items():
+        assert 0.5 < accuracy <= 1
+        assert versus_random == pytest.approx(accuracy - random_accuracy, abs=2e-3)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "selecting and training" in out.stderr  # the progress bar
+
+
+def test_demo_is_the_default_command(monkeypatch):
+    calls = []
+    monkeypatch.setattr("sketchsel._demo.run_demo", lambda *a, **k: calls.append(a) or {})
+    monkeypatch.setattr("sketchsel._demo.format_table", lambda *a: "table")
+    monkeypatch.setattr("sketchsel._demo.save_plot", lambda *a: None)
+    assert main([]) == 0
+    assert calls == [([0.1, 0.25], 5, ("agreement", "moment", "maxvol"))]
 
 
 def test_help_and_version():
     assert "demo" in run("--help").stdout
-    assert run("demo", "--help").returncode == 0
+    for command in ("demo", "certify", "select"):
+        out = run(command, "--help")
+        assert out.returncode == 0 and "usage: sketchsel " + command in out.stdout
     assert run("--version").stdout.startswith("sketchsel ")
     assert run("nonsense").returncode == 2
+
+
+# sketchsel select
+
+
+@pytest.fixture
+def gradients(tmp_path):
+    rng = np.random.default_rng(0)
+    G = rng.standard_normal((300, 40)).astype(np.float32)
+    y = rng.integers(0, 3, 300)
+    np.save(tmp_path / "G.npy", G)
+    np.save(tmp_path / "y.npy", y)
+    np.savez(tmp_path / "G.npz", grads=G, other=y)
+    return G, y, tmp_path
+
+
+@pytest.mark.parametrize("method", ["agreement", "moment", "maxvol"])
+def test_select_writes_what_the_selector_chooses(gradients, method):
+    G, y, folder = gradients
+    out = run("select", str(folder / "G.npy"), "--method", method, "--n-select", "0.2",
+              "--block-rows", "64", "-o", str(folder / "rows.npy"))
+    assert out.returncode == 0, out.stderr
+    found = np.load(folder / "rows.npy")
+    selector = {"agreement": AgreementSelector, "moment": MomentMatchingSelector,
+                "maxvol": FastMaxVol}[method](n_select=0.2, random_state=0)
+    np.testing.assert_array_equal(found, selector.fit(G).select())
+    assert f"kept 60 of 300 rows" in out.stdout
+
+
+def test_select_with_labels_scores_and_an_npz_key(gradients):
+    G, y, folder = gradients
+    out = run("select", str(folder / "G.npz"), "--key", "grads", "--method", "moment",
+              "--n-select", "30", "--labels", str(folder / "y.npy"), "--class-balance",
+              "equal", "--sketch-size", "16", "--scores", str(folder / "s.npy"),
+              "-o", str(folder / "rows.npy"))
+    assert out.returncode == 0, out.stderr
+    selector = MomentMatchingSelector(n_select=30, sketch_size=16, class_balance="equal",
+                                      random_state=0).fit(G, y)
+    np.testing.assert_array_equal(np.load(folder / "rows.npy"), selector.select())
+    scores = np.load(folder / "s.npy")
+    assert scores.shape == (300,)
+    for label, values in zip(selector.classes_, selector.scores_):
+        np.testing.assert_allclose(scores[y == label], values)
+    assert np.bincount(y[selector.select()]).tolist() == [10, 10, 10]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "status", "message"),
+    [
+        (["missing.npy"], 1, "does not exist"),
+        (["bad.txt"], 1, "must be a .npy or .npz"),
+        (["flat.npy"], 1, "2-D array"),
+        (["nan.npy"], 1, "3 rows: 5, 17, 250"),
+        (["G.npz"], 1, "name one with --key"),
+        (["G.npz", "--key", "nope"], 1, "no array 'nope'"),
+        (["G.npy", "--labels", "short.npy"], 1, "300 entries"),
+        (["G.npy", "--class-balance", "equal"], 1, "needs the class labels"),
+        (["G.npy", "--n-select", "301"], 1, "n_select=301"),
+        (["G.npy", "--method", "maxvol", "--scores", "s.npy"], 1, "does not score"),
+        (["G.npy", "--method", "magic"], 2, "invalid choice"),
+        (["G.npy", "--n-select", "lots"], 2, "invalid _budget value"),
+        ([], 2, "required"),
+    ],
+)
+def test_select_errors(gradients, arguments, status, message):
+    G, y, folder = gradients
+    np.save(folder / "flat.npy", G[:, 0])
+    bad = G.copy()
+    bad[[5, 17, 250], [0, 3, 39]] = [np.nan, np.inf, -np.inf]
+    np.save(folder / "nan.npy", bad)
+    np.save(folder / "short.npy", y[:10])
+    (folder / "bad.txt").write_text("1 2 3")
+    paths = [str(folder / a) if a.endswith((".npy", ".npz", ".txt")) else a for a in arguments]
+    out = run("select", *paths, *([] if not arguments else ["-o", str(folder / "o.npy")]))
+    assert out.returncode == status, out.stdout + out.stderr
+    assert message in out.stderr
+    assert not (folder / "o.npy").exists()

@@ -257,9 +257,12 @@ class FastMaxVol(BaseSelector):
             ),
             backend,
         )
+        # As in the in-memory path, rows no wider than the rank are used as they are.
+        narrow = sketch.n_features_in_ <= rank
         features, labels = [], []
         for rows, batch_labels in iter_batches(source):
-            features.append(sketch.transform(rows))
+            features.append(check_array(rows, backend=backend)[0] if narrow
+                            else sketch.transform(rows))
             if batch_labels is not None:
                 labels.append(column_or_1d(to_numpy(batch_labels)))
         xp = array_namespace(features[0])
