@@ -102,7 +102,7 @@ class MomentMatchingSelector(BaseSelector):
     objective_ : float
         The objective at the returned shares and the best gamma, in the
         units of ``moment_scale``.
-    objective_history_ : ndarray of shape (n_iter_ + 1,)
+    objective_history_ : ndarray of shape (``n_iter_ + 1``,)
         The objective at the start and after every iteration; it never
         increases.
     duality_gap_ : float

@@ -95,9 +95,9 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         The sketch B, rows ``sigma_i v_i^T`` with decreasing ``sigma_i``, zero
         rows when fewer than l directions have been seen. Includes every
         row passed so far.
-    components_ : array of shape (n_components_, n_features)
+    components_ : array of shape (``n_components_``, n_features)
         Orthonormal leading right singular vectors of the sketch.
-    singular_values_ : array of shape (n_components_,)
+    singular_values_ : array of shape (``n_components_``,)
         Singular values of the sketch for ``components_``.
     n_components_ : int
         Number of components kept.
@@ -116,7 +116,7 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         and shrunk only when the sketch is read.
     n_features_in_ : int
         Number of features seen during the first :meth:`partial_fit`.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of features, defined only when X has string column names.
 
     See Also
@@ -402,7 +402,7 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
         Returns
         -------
-        X_new : array of shape (n_samples, n_components_)
+        X_new : array of shape (n_samples, ``n_components_``)
             ``X @ components_.T``, in the sketch's namespace and dtype.
         """
         components = self.components_

@@ -116,6 +116,14 @@ class EvolvedStep(NamedTuple):
         The mean loss of the chosen rows, the one back-propagated.
     indices : ndarray of shape (n_chosen,), int64
         Dataset indices of the chosen rows, in the order drawn.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sketchsel.torch import EvolvedStep
+    >>> step = EvolvedStep(loss=0.25, indices=np.array([3, 7]))
+    >>> step.loss, step.indices.tolist()
+    (0.25, [3, 7])
     """
 
     loss: float

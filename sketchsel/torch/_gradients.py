@@ -87,6 +87,19 @@ def output_residuals(outputs, targets, loss):
     -------
     residuals : torch.Tensor of shape (n_samples, n_outputs)
         ``softmax(outputs) - onehot(targets)``, or ``2 (outputs - targets) / n_outputs``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sketchsel.torch import output_residuals
+    >>> logits = torch.tensor([[0.0, 0.0], [2.0, 0.0]], requires_grad=True)
+    >>> r = output_residuals(logits.detach(), torch.tensor([0, 1]), "cross_entropy")
+    >>> r
+    tensor([[-0.5000,  0.5000],
+            [ 0.8808, -0.8808]])
+    >>> loss = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1]), reduction="sum")
+    >>> torch.allclose(torch.autograd.grad(loss, logits)[0], r)
+    True
     """
     n_samples, n_outputs = outputs.shape
     if targets.shape[0] != n_samples:
