@@ -95,6 +95,11 @@ def add_parser(commands):
     parser.add_argument("--random-state", type=int, default=0,
                         help="seed of the random choices (default: 0)")
     parser.add_argument("--scores", help="also write the per-row scores (.npy)")
+    parser.add_argument(
+        "--weights",
+        help="maxvol only: also write least-squares weights of the chosen rows (.npy, in the "
+        "order of the indices) under which they reproduce the mean row; reads the file whole",
+    )
     parser.add_argument("--block-rows", type=int, default=65_536,
                         help="rows read at a time (default: 65536)")
     parser.set_defaults(run=run)
@@ -119,6 +124,8 @@ def run(args):
     selector = _selector(args)
     if args.scores and args.method == "maxvol":
         raise CommandError("maxvol does not score rows; drop --scores or pick another method.")
+    if args.weights and (args.method != "maxvol" or args.class_balance):
+        raise CommandError("--weights needs --method maxvol, without --class-balance.")
 
     def blocks():
         for start in range(0, G.shape[0], args.block_rows):
@@ -126,7 +133,11 @@ def run(args):
             yield np.asarray(G[start:stop]), None if labels is None else labels[start:stop]
 
     start = time.perf_counter()
-    selector.fit(blocks)
+    if args.weights:
+        rows = np.asarray(G)
+        selector.fit(rows, gradients=rows)
+    else:
+        selector.fit(blocks)
     elapsed = time.perf_counter() - start
     indices = selector.select()
     np.save(args.output, indices)
@@ -140,6 +151,9 @@ def run(args):
             scores = _merge_class_scores(scores, selector.classes_, labels)
         np.save(args.scores, np.asarray(scores))
         print(f"scores written to {args.scores}")
+    if args.weights:
+        np.save(args.weights, selector.sample_weight_)
+        print(f"weights written to {args.weights} (relative residual {selector.residual_:.2e})")
     return 0
 
 

@@ -102,7 +102,7 @@ def test_select_writes_what_the_selector_chooses(gradients, method):
     selector = {"agreement": AgreementSelector, "moment": MomentMatchingSelector,
                 "maxvol": FastMaxVol}[method](n_select=0.2, random_state=0)
     np.testing.assert_array_equal(found, selector.fit(G).select())
-    assert f"kept 60 of 300 rows" in out.stdout
+    assert "kept 60 of 300 rows" in out.stdout
 
 
 def test_select_with_labels_scores_and_an_npz_key(gradients):
@@ -122,6 +122,18 @@ def test_select_with_labels_scores_and_an_npz_key(gradients):
     assert np.bincount(y[selector.select()]).tolist() == [10, 10, 10]
 
 
+def test_select_writes_maxvol_weights_that_reproduce_the_mean_row(gradients):
+    G, y, folder = gradients
+    out = run("select", str(folder / "G.npy"), "--method", "maxvol", "--n-select", "50",
+              "--weights", str(folder / "w.npy"), "-o", str(folder / "rows.npy"))
+    assert out.returncode == 0, out.stderr
+    rows, weights = np.load(folder / "rows.npy"), np.load(folder / "w.npy")
+    assert weights.shape == (50,)
+    # 50 rows span the 40 columns: the weighted rows give the mean row exactly.
+    np.testing.assert_allclose(G[rows].astype(np.float64).T @ weights, G.mean(axis=0),
+                               atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("arguments", "status", "message"),
     [
@@ -135,6 +147,7 @@ def test_select_with_labels_scores_and_an_npz_key(gradients):
         (["G.npy", "--class-balance", "equal"], 1, "needs the class labels"),
         (["G.npy", "--n-select", "301"], 1, "n_select=301"),
         (["G.npy", "--method", "maxvol", "--scores", "s.npy"], 1, "does not score"),
+        (["G.npy", "--weights", "w.npy"], 1, "needs --method maxvol"),
         (["G.npy", "--method", "magic"], 2, "invalid choice"),
         (["G.npy", "--n-select", "lots"], 2, "invalid _budget value"),
         ([], 2, "required"),
