@@ -325,6 +325,64 @@ class AgreementSelector(BaseSelector):
         self._from_source = {"directions": directions, "scored": not self.store_projections}
         return units, y, directions.shape[1]
 
+    def _reduce_dask(self, X, y):
+        """Scores of a Dask array's rows, blockwise: only the sketch and N scores travel.
+
+        The directions come from a Frequent Directions sketch merged up a
+        tree (or the seeded Gaussian matrix); the blocks' unit projections
+        are summed per consensus group where they live, and each block is
+        then scored against its rows' consensus. The in-memory path chooses
+        from the scores, as without ``store_projections``.
+        """
+        if self.diversity > 0:
+            raise ValueError(
+                "diversity > 0 compares the chosen rows' projections, which the blockwise "
+                "scoring of a Dask array does not keep: use diversity=0, or a NumPy array."
+            )
+        import dask.array as da
+
+        X = X.rechunk({1: -1})
+        n_features = X.shape[1]
+        if self.projection == "fd":
+            sketch = FrequentDirections(self.sketch_size, backend="numpy").fit(X)
+            directions = np.asarray(to_numpy(sketch.components_))
+        else:
+            directions = self._gaussian(np, np.empty((0, n_features), dtype=X.dtype))
+
+        def unit_block(block):
+            rows, _ = check_array(block, backend="numpy")
+            return _unit_rows(np, rows @ directions.T.astype(rows.dtype))
+
+        units = X.map_blocks(
+            unit_block, chunks=(X.chunks[0], (directions.shape[0],)),
+            dtype=np.float32 if X.dtype == np.float32 else np.float64,
+        )
+        if self.class_balance is None:
+            groups = da.ones((X.shape[0], 1), chunks=(X.chunks[0], 1))
+        else:
+            if y is None:
+                raise ValueError(
+                    f"class_balance={self.class_balance!r} needs the class labels y; pass "
+                    f"fit(X, y), or use class_balance=None."
+                )
+            labels = column_or_1d(to_numpy(y))
+            if labels.shape[0] != X.shape[0]:
+                raise ValueError(
+                    f"y has {labels.shape[0]} labels but X has {X.shape[0]} rows; they must "
+                    f"match."
+                )
+            codes = np.unique(labels, return_inverse=True)[1]
+            groups = da.from_array(
+                np.eye(codes.max() + 1)[codes], chunks=(X.chunks[0], -1)
+            )
+        totals = (groups.T @ units.astype(np.float64)).compute()
+        norms = np.linalg.norm(totals, axis=1, keepdims=True)
+        consensus = np.where(norms > 0, totals / np.where(norms > 0, norms, 1.0), 0.0)
+        consensus = consensus.astype(units.dtype)
+        scores = ((units @ consensus.T) * groups).sum(axis=1).compute()
+        self._from_source = {"directions": directions, "scored": True}
+        return np.asarray(scores, dtype=np.float64)[:, None], y, n_features
+
     def _batch_units(self, source, directions):
         """Pass over a source: (unit projections, labels or None) per batch, and the directions."""
         for rows, labels in iter_batches(source):

@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from .._array_api import check_array, device, resolve_backend, to_numpy
 from .._config import BACKENDS
+from ..sketch._dask import is_dask_array
 
 
 def resolve_n_select(n_select, n_samples):
@@ -196,7 +197,15 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
         keyword arguments.
         """
         source_features = None
-        if is_batch_source(X):
+        if is_dask_array(X):
+            if any(value is not None for value in row_data.values()):
+                raise ValueError(
+                    "With a Dask array, per-row data is not supported yet: pass NumPy arrays."
+                )
+            if is_dask_array(y):
+                y = y.compute()  # one label per row travels, as the scores do
+            X, y, source_features = self._reduce_dask(X, y)
+        elif is_batch_source(X):
             if y is not None or any(value is not None for value in row_data.values()):
                 raise ValueError(
                     "With a source of batches, the labels come from the batches: yield "
@@ -255,6 +264,17 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
         """
         raise TypeError(
             f"{type(self).__name__} needs X as an array; it does not read sources of batches."
+        )
+
+    def _reduce_dask(self, X, y):
+        """(rows, labels, n_features) in memory from a Dask array: a small representation.
+
+        Selectors that run on Dask override this, computing blockwise where
+        the blocks live so that only sketches and O(N) numbers travel.
+        """
+        raise TypeError(
+            f"{type(self).__name__} does not take Dask arrays yet; pass a NumPy array or a "
+            f"source of batches (AgreementSelector and MomentMatchingSelector take Dask arrays)."
         )
 
     def _class_quotas(self, y, n_samples, n_select):

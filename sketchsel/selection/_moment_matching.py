@@ -281,6 +281,20 @@ class MomentMatchingSelector(BaseSelector):
         sketch = array_namespace(pieces[0]).concat(pieces, axis=0)
         return sketch, np.concatenate(labels) if labels else None, n_features
 
+    def _reduce_dask(self, X, y):
+        """Stage 1 on a Dask array: each block projected where it lives; N x m rows travel."""
+        seed = seed_from(self.random_state)
+        X = X.rechunk({1: -1})
+        n_features = X.shape[1]
+        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+
+        def project(block):
+            return self._sketch(check_array(block, backend="numpy")[0], seed)
+
+        width = min(n_features, self.sketch_size)
+        sketch = X.map_blocks(project, chunks=(X.chunks[0], (width,)), dtype=dtype)
+        return sketch.compute(), y, n_features
+
     def _select(self, X, xp, n_select):
         eigenvalues, A = moment_terms(xp, X)
         floor = 1.0 / self.moment_coef

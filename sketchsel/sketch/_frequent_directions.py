@@ -8,12 +8,14 @@ from sklearn.base import (
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
     _fit_context,
+    clone,
 )
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._array_api import array_namespace, check_array, device, resolve_backend, to_numpy
 from .._config import BACKENDS
+from ._dask import is_dask_array, sketch_dask
 from ._shrink import gram64, plan_blocks, shrink, shrink_gram
 
 
@@ -198,7 +200,10 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Rows to sketch, from any array library.
+            Rows to sketch, from any array library. A Dask array is sketched
+            where it lives: one sketch per block of rows, merged up a tree
+            (:func:`dask.array.reduction`) with the scheduler in effect, with
+            the guarantee of one stream; only sketches travel.
         y : None
             Ignored.
 
@@ -207,8 +212,20 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self : FrequentDirections
             The fitted sketch.
         """
+        if is_dask_array(X):
+            return self._adopt(self._sketch_dask(X))
         self._partial_fit(X, reset=True)
         self._readout()
+        return self
+
+    def _sketch_dask(self, X):
+        # Cloned here, so that each task carries the parameters, not a fitted state.
+        template = clone(self)
+        return sketch_dask(lambda: clone(template), X)
+
+    def _adopt(self, sketch):
+        """Take the fitted state of another sketch with the same parameters."""
+        self.__dict__.update(sketch.__dict__)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -219,7 +236,8 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         ----------
         X : array-like of shape (n_samples, n_features)
             Rows to add. The first call fixes n_features, the dtype and the
-            namespace of the sketch; later batches are converted to them.
+            namespace of the sketch; later batches are converted to them. A
+            Dask array is sketched as in :meth:`fit`, then merged in.
         y : None
             Ignored.
 
@@ -228,6 +246,9 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self : FrequentDirections
             The updated sketch.
         """
+        if is_dask_array(X):
+            blocks = self._sketch_dask(X)
+            return self.merge(blocks) if hasattr(self, "n_samples_seen_") else self._adopt(blocks)
         return self._partial_fit(X, reset=not hasattr(self, "n_samples_seen_"))
 
     def _partial_fit(self, X, *, reset):

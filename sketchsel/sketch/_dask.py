@@ -1,0 +1,80 @@
+"""Frequent Directions on a Dask array: a sketch per block, merged up a tree.
+
+Sketches are mergeable with the guarantee of one stream, so
+:func:`dask.array.reduction` does the work: each block of rows is sketched
+where it lives, and sketches, never rows, travel to be merged, ``split_every``
+at a time. Dask is imported only when a Dask array is given.
+"""
+
+import numpy as np
+
+
+def is_dask_array(X):
+    """Whether X is a Dask array, without importing Dask."""
+    return type(X).__module__.split(".")[:2] == ["dask", "array"]
+
+
+def _boxed(sketch):
+    # Dask reductions move arrays: an object array of shape (1, 1) carries one sketch.
+    box = np.empty((1, 1), dtype=object)
+    box[0, 0] = sketch
+    return box
+
+
+def _sketches(parts):
+    """The sketches in a nested list of boxes, as the reduction hands them over."""
+    if isinstance(parts, np.ndarray):
+        return list(parts.ravel())
+    return [sketch for part in parts for sketch in _sketches(part)]
+
+
+def sketch_dask(make_sketch, X, split_every=None):
+    """One sketch of the rows of a 2-D Dask array.
+
+    Parameters
+    ----------
+    make_sketch : callable
+        Returns a new, empty FrequentDirections with the wanted parameters.
+    X : dask.array.Array of shape (n_samples, n_features)
+        Rows to sketch; columns are put in one chunk first, so that each
+        block holds whole rows.
+    split_every : int, default=None
+        Sketches merged at a time; None leaves it to Dask.
+
+    Returns
+    -------
+    sketch : FrequentDirections
+        The merged sketch, computed with the scheduler in effect.
+    """
+    import dask.array as da
+
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D, got a Dask array of shape {X.shape}.")
+    X = X.rechunk({1: -1})
+
+    def sketch_block(block, block_info=None):
+        try:
+            return _boxed(make_sketch().fit(block))
+        except ValueError as error:
+            start, stop = block_info[0]["array-location"][0]
+            raise ValueError(
+                f"In rows {start} to {stop - 1} of the Dask array (rows counted from the "
+                f"start of that block below): {error}"
+            ) from error
+
+    def merge(parts, axis, keepdims):
+        first, *rest = _sketches(parts)
+        for sketch in rest:
+            first.merge(sketch)
+        return _boxed(first)
+
+    boxes = X.map_blocks(
+        sketch_block, dtype=object, chunks=((1,) * X.numblocks[0], (1,)),
+        meta=np.empty((0, 0), dtype=object),
+    )
+    tree = da.reduction(
+        boxes, lambda box, axis, keepdims: box, merge, combine=merge, axis=0, keepdims=True,
+        dtype=object, concatenate=False, split_every=split_every,
+        meta=np.empty((0, 0), dtype=object),
+    )
+    return tree.compute()[0, 0]

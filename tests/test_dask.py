@@ -1,0 +1,179 @@
+"""Frequent Directions on Dask arrays, on the threaded scheduler and on a process cluster."""
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+dask = pytest.importorskip("dask")
+distributed = pytest.importorskip("distributed")
+
+from sketchsel import FrequentDirections  # noqa: E402
+
+
+def _low_rank_plus_noise(n, d, seed):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 6)) @ rng.standard_normal((6, d)) * 3 + rng.standard_normal(
+        (n, d)
+    )
+
+
+def _check_certificate(fd, A):
+    """Exact error <= certified bound <= the a priori guarantee of one stream."""
+    B = fd.sketch_.astype(np.float64)
+    exact = np.linalg.norm(A.T @ A - B.T @ B, 2)
+    bound = fd.covariance_error_bound()
+    squared = np.linalg.svd(A, compute_uv=False) ** 2
+    tail = np.concatenate([np.cumsum(squared[::-1])[::-1], [0.0]])
+    rows = fd.sketch_size
+    a_priori = min(tail[k] / (rows + 1 - k) for k in range(min(rows, squared.size) + 1))
+    assert exact <= bound * (1 + 1e-9) + 1e-9
+    assert bound <= a_priori * (1 + 1e-9)
+    assert fd.n_samples_seen_ == A.shape[0]
+    np.testing.assert_allclose(fd.squared_norm_, (A**2).sum(), rtol=1e-10)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two worker processes, started for these tests and closed after them."""
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as local, distributed.Client(local) as client:
+        yield client
+
+
+@pytest.mark.parametrize("chunks", [(100, 40), (333, 17), (1000, 40)])
+@pytest.mark.parametrize("sketch_size", [4, 12])
+def test_threaded_sketch_keeps_the_single_stream_certificate(chunks, sketch_size):
+    A = _low_rank_plus_noise(1000, 40, seed=sketch_size)
+    X = da.from_array(A, chunks=chunks)
+    with dask.config.set(scheduler="threads"):
+        fd = FrequentDirections(sketch_size).fit(X)
+    _check_certificate(fd, A)
+    assert fd.sketch_.dtype == np.float64 and fd.n_features_in_ == 40
+
+
+def test_one_block_gives_the_in_memory_sketch():
+    A = _low_rank_plus_noise(500, 30, seed=1).astype(np.float32)
+    with dask.config.set(scheduler="threads"):
+        fd = FrequentDirections(8).fit(da.from_array(A, chunks=(500, 30)))
+    expected = FrequentDirections(8).fit(A)
+    np.testing.assert_array_equal(fd.sketch_, expected.sketch_)
+    assert fd.sketch_.dtype == np.float32
+
+
+def test_partial_fit_on_dask_arrays_merges_them_into_one_stream():
+    A = _low_rank_plus_noise(1200, 25, seed=2)
+    with dask.config.set(scheduler="threads"):
+        fd = FrequentDirections(6)
+        fd.partial_fit(da.from_array(A[:700], chunks=(100, 25)))
+        fd.partial_fit(A[700:900])
+        fd.partial_fit(da.from_array(A[900:], chunks=(150, 25)))
+    _check_certificate(fd, A)
+
+
+def test_process_cluster_sketch_keeps_the_certificate(cluster):
+    A = _low_rank_plus_noise(3000, 50, seed=3)
+    X = da.from_array(A, chunks=(250, 50))
+    fd = FrequentDirections(10).fit(X)  # the client is the default scheduler here
+    _check_certificate(fd, A)
+    Z = fd.transform(A[:5])
+    assert Z.shape == (5, 10)
+
+
+def test_bad_dask_input_is_reported():
+    A = _low_rank_plus_noise(400, 10, seed=4)
+    A[321, 4] = np.nan
+    with dask.config.set(scheduler="threads"), pytest.raises(ValueError, match=r"rows 300 to 399.*\[21\]"):
+        FrequentDirections(4).fit(da.from_array(A, chunks=(100, 10)))
+    with pytest.raises(ValueError, match="2-D"):
+        FrequentDirections(4).fit(da.zeros(10, chunks=5))
+
+
+# Selectors
+
+
+from sketchsel import AgreementSelector, FastMaxVol, MomentMatchingSelector  # noqa: E402
+
+
+def _gradients(seed):
+    rng = np.random.default_rng(seed)
+    G = _low_rank_plus_noise(1500, 60, seed)
+    return G, rng.integers(0, 3, G.shape[0])
+
+
+@pytest.mark.parametrize("class_balance", [None, "equal", "proportional"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda cb: MomentMatchingSelector(n_select=90, sketch_size=24, random_state=0,
+                                          class_balance=cb),
+        lambda cb: AgreementSelector(n_select=90, projection="gaussian", sketch_size=24,
+                                     random_state=0, class_balance=cb),
+    ],
+    ids=["moment_matching", "agreement_gaussian"],
+)
+def test_seeded_selectors_choose_on_dask_what_they_choose_in_memory(make, class_balance):
+    G, y = _gradients(5)
+    X = da.from_array(G, chunks=(200, 60))
+    with dask.config.set(scheduler="threads"):
+        on_dask = make(class_balance).fit(X, da.from_array(y, chunks=200))
+    in_memory = make(class_balance).fit(G, y)
+    np.testing.assert_array_equal(on_dask.select(), in_memory.select())
+    assert on_dask.n_features_in_ == 60
+
+
+@pytest.mark.parametrize("class_balance", [None, "equal"])
+def test_agreement_on_dask_scores_every_row_against_its_consensus(class_balance):
+    """Brute force from the tree-merged directions: cosine of each unit projection with the
+    normalised mean of its group's unit projections; the top scores are chosen."""
+    G, y = _gradients(6)
+    with dask.config.set(scheduler="threads"):
+        selector = AgreementSelector(n_select=60, sketch_size=10, class_balance=class_balance)
+        selector.fit(da.from_array(G, chunks=(250, 60)), y)
+    V = selector.components_
+    U = G @ V.T
+    U /= np.linalg.norm(U, axis=1, keepdims=True)
+    groups = np.zeros(len(y), dtype=int) if class_balance is None else y
+    expected = np.empty(len(y))
+    for group in np.unique(groups):
+        rows = groups == group
+        consensus = U[rows].sum(axis=0)
+        expected[rows] = U[rows] @ (consensus / np.linalg.norm(consensus))
+    np.testing.assert_allclose(selector.scores_, expected, atol=1e-10)
+    if class_balance is None:
+        top = np.sort(np.argsort(-expected, kind="stable")[:60])
+        np.testing.assert_array_equal(selector.select(), top)
+    else:
+        assert np.bincount(y[selector.select()]).tolist() == [20, 20, 20]
+
+
+def test_one_block_agreement_equals_the_in_memory_selection():
+    G, y = _gradients(7)
+    with dask.config.set(scheduler="threads"):
+        on_dask = AgreementSelector(n_select=50, sketch_size=12).fit(
+            da.from_array(G, chunks=G.shape))
+    np.testing.assert_array_equal(
+        on_dask.select(), AgreementSelector(n_select=50, sketch_size=12).fit(G).select())
+
+
+def test_selectors_on_a_process_cluster(cluster):
+    G, y = _gradients(8)
+    X = da.from_array(G, chunks=(300, 60))
+    moment = MomentMatchingSelector(n_select=80, sketch_size=24, random_state=1)
+    np.testing.assert_array_equal(moment.fit(X, y).select(), moment.fit(G, y).select())
+    agreement = AgreementSelector(n_select=80, sketch_size=10, class_balance="equal")
+    chosen = agreement.fit(X, y).select()
+    assert chosen.size == 80 and np.bincount(y[chosen]).tolist() == [27, 27, 26]
+
+
+def test_dask_errors_are_clear():
+    G, y = _gradients(9)
+    X = da.from_array(G, chunks=(500, 60))
+    with pytest.raises(TypeError, match="FastMaxVol does not take Dask arrays"):
+        FastMaxVol(n_select=5).fit(X)
+    with pytest.raises(ValueError, match="diversity"):
+        AgreementSelector(n_select=5, diversity=0.2).fit(X)
+    with pytest.raises(ValueError, match="needs the class labels"):
+        AgreementSelector(n_select=5, class_balance="equal").fit(X)
+    with dask.config.set(scheduler="threads"), pytest.raises(ValueError, match="1000 labels"):
+        AgreementSelector(n_select=5, class_balance="equal").fit(X, y[:1000])
