@@ -1,0 +1,110 @@
+"""Dask: sketch and select on a 2-worker cluster whose workers each hold less than the data.
+
+Run from the repository root (needs the dask extra):
+
+    python benchmarks/bench_dask.py           # writes benchmarks/results/bench_dask.md
+    python benchmarks/bench_dask.py --quick   # 100,000 rows instead of 1,000,000
+
+Data: N x 256 float32 per-example "gradients" (a rank-32 signal plus noise), generated
+block by block (25,000 rows) by the workers, so that it never exists in one place.
+Cluster: a LocalCluster of 2 worker processes, 1 thread each, with a memory limit per
+worker of 700 MiB, below the size of the data (N = 1,000,000: 977 MiB); a worker that
+passes 95% of it is killed. Single process:
+the same rows computed into one NumPy array in a fresh process, then the same estimator.
+For each estimator, wall time and peak resident memory (ru_maxrss): of each worker
+(restarted before each estimator, so the peaks are its own), and of the single process.
+"""
+
+import multiprocessing
+import resource
+import sys
+import time
+
+import numpy as np
+from _report import run
+
+N_FEATURES = 256
+CHUNK = 25_000
+WORKER_MEMORY = "700MiB"
+
+ESTIMATORS = {
+    "FrequentDirections(128).fit": lambda: __import__("sketchsel").FrequentDirections(128),
+    "AgreementSelector(0.1, sketch_size=128).fit": lambda: __import__(
+        "sketchsel").AgreementSelector(n_select=0.1, sketch_size=128),
+    "MomentMatchingSelector(0.1, sketch_size=64).fit": lambda: __import__(
+        "sketchsel").MomentMatchingSelector(n_select=0.1, sketch_size=64, random_state=0),
+}
+
+
+def data(n):
+    import dask.array as da
+
+    rng = da.random.default_rng(0)
+    signal = np.random.default_rng(1).standard_normal((32, N_FEATURES)).astype(np.float32)
+    factors = rng.standard_normal((n, 32), chunks=(CHUNK, 32)).astype(np.float32)
+    noise = rng.standard_normal((n, N_FEATURES), chunks=(CHUNK, N_FEATURES))
+    return factors @ signal + noise.astype(np.float32)
+
+
+def peak_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _single(name, n, queue):
+    X = data(n).compute(scheduler="synchronous")
+    estimator = ESTIMATORS[name]()
+    start = time.perf_counter()
+    estimator.fit(X)
+    queue.put((time.perf_counter() - start, peak_mib()))
+
+
+def single_process(name, n):
+    """Wall time and peak memory of one fresh process fitting on the NumPy array."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_single, args=(name, n, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def bench(size):
+    (n,) = size
+    from distributed import Client, LocalCluster
+
+    lines = [
+        f"### {n:,} x {N_FEATURES} float32 ({n * N_FEATURES * 4 / 2**20:,.0f} MiB), "
+        f"2 workers x 1 thread, {WORKER_MEMORY} per worker",
+        "",
+        "| estimator | cluster wall time | peak per worker | single-process wall time | "
+        "single-process peak |",
+        "|---|---|---|---|---|",
+    ]
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      memory_limit=WORKER_MEMORY, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        for name, make in ESTIMATORS.items():
+            client.restart()
+            X = data(n)
+            start = time.perf_counter()
+            make().fit(X)
+            elapsed = time.perf_counter() - start
+            peaks = sorted(client.run(peak_mib).values())
+            alone, alone_peak = single_process(name, n)
+            lines.append(
+                f"| `{name}` | {elapsed:.2f} s | {' / '.join(f'{p:.0f}' for p in peaks)} MiB "
+                f"| {alone:.2f} s | {alone_peak:.0f} MiB |"
+            )
+            print(lines[-1], flush=True)
+    return lines
+
+
+if __name__ == "__main__":
+    sys.exit(run(
+        "bench_dask", __doc__, "Dask: a cluster whose workers hold less than the data",
+        "The cluster times include generating the data on the workers (it never exists "
+        "elsewhere); the single-process times do not include computing the array. Peaks are "
+        "resident memory of the whole process (Python, NumPy, Numba and Dask included).",
+        [(1_000_000,)], [(100_000,)], bench,
+    ))
