@@ -1,5 +1,6 @@
 """``sketchsel select``: choose rows of a gradient file, streamed in blocks."""
 
+import argparse
 import os
 import time
 
@@ -33,9 +34,8 @@ def load_matrix(path, key=None, name="gradients"):
             with np.load(path) as archive:
                 keys = list(archive.keys())
                 if key is None and len(keys) != 1:
-                    raise CommandError(
-                        f"{path!r} holds the arrays {keys}; name one with --key."
-                    )
+                    how = "name one with --key" if name == "gradients" else "give a file of one"
+                    raise CommandError(f"{path!r} holds the arrays {keys}; {how}.")
                 if key is not None and key not in keys:
                     raise CommandError(f"{path!r} has no array {key!r}; it holds {keys}.")
                 return archive[key or keys[0]]
@@ -67,8 +67,32 @@ def check_gradients(G, block_rows):
 
 
 def _budget(text):
-    value = float(text)
-    return int(value) if value >= 1 and value == int(value) else value
+    """A count (an integer such as 500) or a fraction in (0, 1] (a decimal such as 0.25)."""
+    try:
+        value = int(text)
+    except ValueError:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a count or a fraction: {text!r}") from None
+        if not 0 < value <= 1:
+            raise argparse.ArgumentTypeError(
+                f"a fraction must be in (0, 1], got {text}; give a count as an integer"
+            ) from None
+        return value
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a count must be at least 1, got {value}")
+    return value
+
+
+def _output(path, option):
+    """The file np.save will write for ``path``, after checking its folder exists."""
+    if path is None:
+        return None
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CommandError(f"{option}: the folder {folder!r} does not exist.")
+    return path if path.endswith(".npy") else path + ".npy"
 
 
 def add_parser(commands):
@@ -85,7 +109,8 @@ def add_parser(commands):
     parser.add_argument("--method", choices=sorted(SELECTORS), default="agreement",
                         help="selector (default: agreement)")
     parser.add_argument("--n-select", type=_budget, default=0.1, metavar="BUDGET",
-                        help="rows to keep: a count, or a fraction below 1 (default: 0.1)")
+                        help="rows to keep: a count (an integer) or a fraction in (0, 1] "
+                        "(a decimal; 1.0 keeps every row) (default: 0.1)")
     parser.add_argument("--labels", help="class labels, a 1-D .npy/.npz array of N entries")
     parser.add_argument("--class-balance", choices=["equal", "proportional"],
                         help="select within each class of --labels")
@@ -111,6 +136,10 @@ def run(args):
         raise CommandError(f"--block-rows must be at least 1, got {args.block_rows}.")
     if args.class_balance and not args.labels:
         raise CommandError("--class-balance needs the class labels: pass --labels y.npy.")
+    outputs = {
+        name: _output(getattr(args, name), option)
+        for name, option in (("output", "-o"), ("scores", "--scores"), ("weights", "--weights"))
+    }
     G = load_matrix(args.gradients, args.key)
     check_gradients(G, args.block_rows)
     labels = None
@@ -140,20 +169,21 @@ def run(args):
         selector.fit(blocks)
     elapsed = time.perf_counter() - start
     indices = selector.select()
-    np.save(args.output, indices)
+    np.save(outputs["output"], indices)
     print(
         f"{args.method}: kept {indices.size:,} of {G.shape[0]:,} rows ({G.shape[1]:,} "
-        f"features) in {elapsed:.2f} s; indices written to {args.output}"
+        f"features) in {elapsed:.2f} s; indices written to {outputs['output']}"
     )
     if args.scores:
         scores = selector.scores_
         if isinstance(scores, list):  # per class: back to one score per row
             scores = _merge_class_scores(scores, selector.classes_, labels)
-        np.save(args.scores, np.asarray(scores))
-        print(f"scores written to {args.scores}")
+        np.save(outputs["scores"], np.asarray(scores))
+        print(f"scores written to {outputs['scores']}")
     if args.weights:
-        np.save(args.weights, selector.sample_weight_)
-        print(f"weights written to {args.weights} (relative residual {selector.residual_:.2e})")
+        np.save(outputs["weights"], selector.sample_weight_)
+        print(f"weights written to {outputs['weights']} (relative residual "
+              f"{selector.residual_:.2e})")
     return 0
 
 

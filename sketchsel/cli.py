@@ -154,7 +154,7 @@ def main(argv=None):
         args = parser.parse_args(["demo"])
     try:
         return args.run(args)
-    except (CommandError, ValueError, TypeError) as error:
+    except (CommandError, ValueError, TypeError, OSError) as error:
         print(f"sketchsel {args.command}: error: {error}", file=sys.stderr)
         return 1
 

@@ -122,6 +122,15 @@ def test_select_with_labels_scores_and_an_npz_key(gradients):
     assert np.bincount(y[selector.select()]).tolist() == [10, 10, 10]
 
 
+def test_select_fraction_one_keeps_every_row_and_output_names_are_reported(gradients):
+    G, y, folder = gradients
+    out = run("select", str(folder / "G.npy"), "--method", "moment", "--n-select", "1.0",
+              "-o", str(folder / "all"))
+    assert out.returncode == 0, out.stderr
+    np.testing.assert_array_equal(np.load(folder / "all.npy"), np.arange(300))
+    assert f"written to {folder / 'all.npy'}" in out.stdout
+
+
 def test_select_writes_maxvol_weights_that_reproduce_the_mean_row(gradients):
     G, y, folder = gradients
     out = run("select", str(folder / "G.npy"), "--method", "maxvol", "--n-select", "50",
@@ -149,7 +158,10 @@ def test_select_writes_maxvol_weights_that_reproduce_the_mean_row(gradients):
         (["G.npy", "--method", "maxvol", "--scores", "s.npy"], 1, "does not score"),
         (["G.npy", "--weights", "w.npy"], 1, "needs --method maxvol"),
         (["G.npy", "--method", "magic"], 2, "invalid choice"),
-        (["G.npy", "--n-select", "lots"], 2, "invalid _budget value"),
+        (["G.npy", "--n-select", "lots"], 2, "not a count or a fraction"),
+        (["G.npy", "--n-select", "inf"], 2, "a fraction must be in (0, 1]"),
+        (["G.npy", "--n-select", "0"], 2, "a count must be at least 1"),
+        (["G.npy", "--scores", "missing/s.npy"], 1, "--scores: the folder"),
         ([], 2, "required"),
     ],
 )
@@ -164,5 +176,5 @@ def test_select_errors(gradients, arguments, status, message):
     paths = [str(folder / a) if a.endswith((".npy", ".npz", ".txt")) else a for a in arguments]
     out = run("select", *paths, *([] if not arguments else ["-o", str(folder / "o.npy")]))
     assert out.returncode == status, out.stdout + out.stderr
-    assert message in out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr
     assert not (folder / "o.npy").exists()

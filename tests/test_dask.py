@@ -177,3 +177,54 @@ def test_dask_errors_are_clear():
         AgreementSelector(n_select=5, class_balance="equal").fit(X)
     with dask.config.set(scheduler="threads"), pytest.raises(ValueError, match="1000 labels"):
         AgreementSelector(n_select=5, class_balance="equal").fit(X, y[:1000])
+
+
+def test_empty_blocks_and_unknown_block_sizes():
+    """Boolean indexing leaves blocks of unknown size, some of them empty."""
+    A = _low_rank_plus_noise(600, 20, seed=10)
+    A[100:200, 0] = -1e6  # a whole block filtered out below
+    X = da.from_array(A, chunks=(100, 20))
+    kept = X[X[:, 0] > -1e5]
+    rows = A[A[:, 0] > -1e5]
+    with dask.config.set(scheduler="threads"):
+        fd = FrequentDirections(6).fit(kept)
+        _check_certificate(fd, rows)
+        on_dask = AgreementSelector(n_select=30, projection="gaussian", sketch_size=8,
+                                    random_state=0).fit(kept)
+        moment = MomentMatchingSelector(n_select=30, sketch_size=8, random_state=0).fit(kept)
+        with pytest.raises(ValueError, match="no rows"):
+            FrequentDirections(4).fit(X[X[:, 0] > 1e9])
+    np.testing.assert_array_equal(
+        moment.select(),
+        MomentMatchingSelector(n_select=30, sketch_size=8, random_state=0).fit(rows).select())
+    in_memory = AgreementSelector(n_select=30, projection="gaussian", sketch_size=8,
+                                  random_state=0).fit(rows)
+    np.testing.assert_array_equal(on_dask.select(), in_memory.select())
+
+
+def test_integer_dask_arrays_are_widened_as_in_memory():
+    A = np.random.default_rng(11).integers(-5, 6, (400, 60))
+    X = da.from_array(A, chunks=(100, 60))
+    with dask.config.set(scheduler="threads"):
+        on_dask = AgreementSelector(n_select=40, projection="gaussian", sketch_size=16,
+                                    random_state=0).fit(X)
+        moment = MomentMatchingSelector(n_select=40, sketch_size=16, random_state=0).fit(X)
+    assert on_dask.components_.dtype == np.float64 and np.any(on_dask.components_ != 0)
+    expected = AgreementSelector(n_select=40, projection="gaussian", sketch_size=16,
+                                 random_state=0).fit(A)
+    np.testing.assert_array_equal(on_dask.select(), expected.select())
+    np.testing.assert_array_equal(
+        moment.select(),
+        MomentMatchingSelector(n_select=40, sketch_size=16, random_state=0).fit(A).select())
+
+
+def test_a_dask_fit_forgets_the_state_of_an_earlier_fit():
+    pandas = pytest.importorskip("pandas")
+    A = _low_rank_plus_noise(300, 30, seed=12)
+    fd = FrequentDirections(5).fit(pandas.DataFrame(A, columns=[f"c{i}" for i in range(30)]))
+    assert hasattr(fd, "feature_names_in_")
+    with dask.config.set(scheduler="threads"):
+        fd.fit(da.from_array(A[:, :20], chunks=(100, 20)))
+    assert not hasattr(fd, "feature_names_in_") and fd.n_features_in_ == 20
+    with pytest.raises(ValueError, match="2-D"):
+        AgreementSelector(n_select=3).fit(da.zeros(10, chunks=5))

@@ -10,7 +10,6 @@ namespace (CuPy, PyTorch, ...) runs the reference implementation below, which
 the tests hold the kernels to.
 """
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np

@@ -10,6 +10,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .._array_api import array_namespace, check_array, device, to_numpy
 from ..sketch import FrequentDirections
+from ..sketch._dask import validated_dtype
 from ._base import BaseSelector, iter_batches, sketch_source
 
 
@@ -342,20 +343,24 @@ class AgreementSelector(BaseSelector):
         import dask.array as da
 
         X = X.rechunk({1: -1})
+        if np.isnan(X.shape[0]):  # unknown block sizes, after boolean indexing for one
+            X = X.compute_chunk_sizes()
         n_features = X.shape[1]
+        dtype = validated_dtype(X)
         if self.projection == "fd":
             sketch = FrequentDirections(self.sketch_size, backend="numpy").fit(X)
             directions = np.asarray(to_numpy(sketch.components_))
         else:
-            directions = self._gaussian(np, np.empty((0, n_features), dtype=X.dtype))
+            directions = self._gaussian(np, np.empty((0, n_features), dtype=dtype))
 
         def unit_block(block):
+            if block.shape[0] == 0:  # boolean indexing leaves empty blocks
+                return np.empty((0, directions.shape[0]), dtype=dtype)
             rows, _ = check_array(block, backend="numpy")
             return _unit_rows(np, rows @ directions.T.astype(rows.dtype))
 
         units = X.map_blocks(
-            unit_block, chunks=(X.chunks[0], (directions.shape[0],)),
-            dtype=np.float32 if X.dtype == np.float32 else np.float64,
+            unit_block, chunks=(X.chunks[0], (directions.shape[0],)), dtype=dtype
         )
         if self.class_balance is None:
             groups = da.ones((X.shape[0], 1), chunks=(X.chunks[0], 1))

@@ -198,6 +198,8 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
         """
         source_features = None
         if is_dask_array(X):
+            if X.ndim != 2:
+                raise ValueError(f"X must be 2-D, got a Dask array of shape {X.shape}.")
             if any(value is not None for value in row_data.values()):
                 raise ValueError(
                     "With a Dask array, per-row data is not supported yet: pass NumPy arrays."

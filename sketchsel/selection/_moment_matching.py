@@ -13,6 +13,7 @@ from sklearn.utils.validation import column_or_1d
 from .._array_api import array_namespace, check_array, device, to_numpy
 from ..linalg._projection import _random_projection, seed_from
 from ..sampling._weighted import weighted_sample_without_replacement
+from ..sketch._dask import validated_dtype
 from ._base import BaseSelector, iter_batches
 from ._moment_qp import best_gamma, moment_terms, solve_moment_matching
 
@@ -286,12 +287,15 @@ class MomentMatchingSelector(BaseSelector):
         seed = seed_from(self.random_state)
         X = X.rechunk({1: -1})
         n_features = X.shape[1]
-        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
-
-        def project(block):
-            return self._sketch(check_array(block, backend="numpy")[0], seed)
+        dtype = validated_dtype(X)
 
         width = min(n_features, self.sketch_size)
+
+        def project(block):
+            if block.shape[0] == 0:  # boolean indexing leaves empty blocks
+                return np.empty((0, width), dtype=dtype)
+            return self._sketch(check_array(block, backend="numpy")[0], seed)
+
         sketch = X.map_blocks(project, chunks=(X.chunks[0], (width,)), dtype=dtype)
         return sketch.compute(), y, n_features
 

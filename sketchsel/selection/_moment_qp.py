@@ -25,7 +25,6 @@ import numpy as np
 from .._array_api import to_numpy
 from ..linalg._simplex import _capped_simplex_projection, capped_simplex_minimum
 
-
 # The gap costs a product with A, a third of an iteration: it is checked this often.
 _GAP_EVERY = 10
 

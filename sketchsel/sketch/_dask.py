@@ -22,10 +22,20 @@ def _boxed(sketch):
 
 
 def _sketches(parts):
-    """The sketches in a nested list of boxes, as the reduction hands them over."""
+    """The sketches in a nested list of boxes, as the reduction hands them over.
+
+    Empty blocks (boolean indexing leaves some) give None, which is skipped.
+    """
     if isinstance(parts, np.ndarray):
-        return list(parts.ravel())
+        return [sketch for sketch in parts.ravel() if sketch is not None]
     return [sketch for part in parts for sketch in _sketches(part)]
+
+
+def validated_dtype(X):
+    """The dtype :func:`sketchsel._array_api.check_array` gives X's blocks (float32 or float64)."""
+    from .._array_api import check_array
+
+    return check_array(np.zeros((1, 1), dtype=X.dtype))[0].dtype
 
 
 def sketch_dask(make_sketch, X, split_every=None):
@@ -53,17 +63,26 @@ def sketch_dask(make_sketch, X, split_every=None):
     X = X.rechunk({1: -1})
 
     def sketch_block(block, block_info=None):
+        if block.shape[0] == 0:
+            return _boxed(None)
         try:
             return _boxed(make_sketch().fit(block))
         except ValueError as error:
             start, stop = block_info[0]["array-location"][0]
+            where = (
+                f"block {block_info[0]['chunk-location'][0]}" if np.isnan(start)
+                else f"rows {start} to {stop - 1}"
+            )
             raise ValueError(
-                f"In rows {start} to {stop - 1} of the Dask array (rows counted from the "
-                f"start of that block below): {error}"
+                f"In {where} of the Dask array (rows counted from the start of that block "
+                f"below): {error}"
             ) from error
 
     def merge(parts, axis, keepdims):
-        first, *rest = _sketches(parts)
+        sketches = _sketches(parts)
+        if not sketches:
+            return _boxed(None)
+        first, *rest = sketches
         for sketch in rest:
             first.merge(sketch)
         return _boxed(first)
@@ -77,4 +96,7 @@ def sketch_dask(make_sketch, X, split_every=None):
         dtype=object, concatenate=False, split_every=split_every,
         meta=np.empty((0, 0), dtype=object),
     )
-    return tree.compute()[0, 0]
+    sketch = tree.compute()[0, 0]
+    if sketch is None:
+        raise ValueError("The Dask array X has no rows; it must hold at least one.")
+    return sketch

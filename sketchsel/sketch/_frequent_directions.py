@@ -225,6 +225,10 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     def _adopt(self, sketch):
         """Take the fitted state of another sketch with the same parameters."""
+        # Drop the state of an earlier fit first: the new one need not set all of it
+        # (feature_names_in_, for one).
+        for name in [n for n in self.__dict__ if n.endswith("_") or n.startswith("_state")]:
+            del self.__dict__[name]
         self.__dict__.update(sketch.__dict__)
         return self
 
