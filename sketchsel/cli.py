@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from . import __version__
-from ._cli_select import CommandError
+from ._cli_select import SELECTORS, CommandError
 from ._cli_select import add_parser as add_select_parser
 
 # Row blocks the demo streams the data in, to show that the sketch never
@@ -121,7 +121,7 @@ def build_parser():
                       metavar="F", help="fractions of the training set (default: 0.1 0.25)")
     demo.add_argument("--seeds", type=_positive, default=5,
                       help="seeds for random subsets and seeded methods (default: 5)")
-    demo.add_argument("--methods", nargs="+", choices=["agreement", "moment", "maxvol"],
+    demo.add_argument("--methods", nargs="+", choices=sorted(SELECTORS),
                       help="selectors to run (default: all)")
     demo.add_argument("--plot", default="sketchsel_demo.png",
                       help="where to save the plot, or 'none' (default: sketchsel_demo.png)")

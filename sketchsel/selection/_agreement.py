@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .._array_api import array_namespace, check_array, device, to_numpy
 from ..sketch import FrequentDirections
-from ..sketch._dask import validated_dtype
+from ..sketch._dask import map_row_blocks, validated_dtype
 from ._base import BaseSelector, iter_batches, sketch_source
 
 
@@ -353,14 +353,9 @@ class AgreementSelector(BaseSelector):
         else:
             directions = self._gaussian(np, np.empty((0, n_features), dtype=dtype))
 
-        def unit_block(block):
-            if block.shape[0] == 0:  # boolean indexing leaves empty blocks
-                return np.empty((0, directions.shape[0]), dtype=dtype)
-            rows, _ = check_array(block, backend="numpy")
-            return _unit_rows(np, rows @ directions.T.astype(rows.dtype))
-
-        units = X.map_blocks(
-            unit_block, chunks=(X.chunks[0], (directions.shape[0],)), dtype=dtype
+        units = map_row_blocks(
+            X, lambda rows: _unit_rows(np, rows @ directions.T.astype(rows.dtype)),
+            directions.shape[0],
         )
         if self.class_balance is None:
             groups = da.ones((X.shape[0], 1), chunks=(X.chunks[0], 1))

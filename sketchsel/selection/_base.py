@@ -3,6 +3,7 @@
 from numbers import Integral, Real
 
 import numpy as np
+from array_api_compat import is_dask_array
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, _fit_context
 from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -11,7 +12,6 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from .._array_api import check_array, device, resolve_backend, to_numpy
 from .._config import BACKENDS
-from ..sketch._dask import is_dask_array
 
 
 def resolve_n_select(n_select, n_samples):

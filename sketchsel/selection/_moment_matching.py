@@ -13,7 +13,7 @@ from sklearn.utils.validation import column_or_1d
 from .._array_api import array_namespace, check_array, device, to_numpy
 from ..linalg._projection import _random_projection, seed_from
 from ..sampling._weighted import weighted_sample_without_replacement
-from ..sketch._dask import validated_dtype
+from ..sketch._dask import map_row_blocks
 from ._base import BaseSelector, iter_batches
 from ._moment_qp import best_gamma, moment_terms, solve_moment_matching
 
@@ -285,18 +285,9 @@ class MomentMatchingSelector(BaseSelector):
     def _reduce_dask(self, X, y):
         """Stage 1 on a Dask array: each block projected where it lives; N x m rows travel."""
         seed = seed_from(self.random_state)
-        X = X.rechunk({1: -1})
         n_features = X.shape[1]
-        dtype = validated_dtype(X)
-
         width = min(n_features, self.sketch_size)
-
-        def project(block):
-            if block.shape[0] == 0:  # boolean indexing leaves empty blocks
-                return np.empty((0, width), dtype=dtype)
-            return self._sketch(check_array(block, backend="numpy")[0], seed)
-
-        sketch = X.map_blocks(project, chunks=(X.chunks[0], (width,)), dtype=dtype)
+        sketch = map_row_blocks(X, lambda rows: self._sketch(rows, seed), width)
         return sketch.compute(), y, n_features
 
     def _select(self, X, xp, n_select):

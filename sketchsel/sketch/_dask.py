@@ -8,10 +8,7 @@ at a time. Dask is imported only when a Dask array is given.
 
 import numpy as np
 
-
-def is_dask_array(X):
-    """Whether X is a Dask array, without importing Dask."""
-    return type(X).__module__.split(".")[:2] == ["dask", "array"]
+from .._array_api import check_array
 
 
 def _boxed(sketch):
@@ -33,9 +30,37 @@ def _sketches(parts):
 
 def validated_dtype(X):
     """The dtype :func:`sketchsel._array_api.check_array` gives X's blocks (float32 or float64)."""
-    from .._array_api import check_array
-
     return check_array(np.zeros((1, 1), dtype=X.dtype))[0].dtype
+
+
+def map_row_blocks(X, function, width):
+    """``function(rows)`` on each block of X's rows where it lives, validated as in memory.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, n_features)
+        Columns are put in one chunk first, so that each block holds whole rows.
+    function : callable
+        Takes a block's rows, validated by :func:`sketchsel._array_api.check_array`
+        as a NumPy array, and returns an array of shape (n_rows, width).
+    width : int
+        Columns of the result.
+
+    Returns
+    -------
+    mapped : dask.array.Array of shape (n_samples, width)
+        Lazy, in the dtype the blocks are validated to; empty blocks (boolean
+        indexing leaves some) give empty rows without calling ``function``.
+    """
+    X = X.rechunk({1: -1})
+    dtype = validated_dtype(X)
+
+    def apply(block):
+        if block.shape[0] == 0:
+            return np.empty((0, width), dtype=dtype)
+        return function(check_array(block, backend="numpy")[0])
+
+    return X.map_blocks(apply, chunks=(X.chunks[0], (width,)), dtype=dtype)
 
 
 def sketch_dask(make_sketch, X, split_every=None):

@@ -3,6 +3,7 @@
 from numbers import Integral
 from typing import Any, NamedTuple
 
+from array_api_compat import is_dask_array
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -15,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._array_api import array_namespace, check_array, device, resolve_backend, to_numpy
 from .._config import BACKENDS
-from ._dask import is_dask_array, sketch_dask
+from ._dask import sketch_dask
 from ._shrink import gram64, plan_blocks, shrink, shrink_gram
 
 
