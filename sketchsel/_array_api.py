@@ -226,3 +226,9 @@ def check_array(X, *, name="X", backend=None):
 def device(x):
     """The device of an array, for creating arrays beside it."""
     return array_api_compat.device(x)
+
+
+def unit_rows(xp, Z):
+    """Rows scaled to unit Euclidean norm; zero rows stay zero."""
+    norms = xp.linalg.vector_norm(Z, axis=1)
+    return Z / xp.where(norms > 0, norms, 1.0)[:, None]

@@ -112,8 +112,10 @@ def add_parser(commands):
                         help="rows to keep: a count (an integer) or a fraction in (0, 1] "
                         "(a decimal; 1.0 keeps every row) (default: 0.1)")
     parser.add_argument("--labels", help="class labels, a 1-D .npy/.npz array of N entries")
-    parser.add_argument("--class-balance", choices=["equal", "proportional"],
-                        help="select within each class of --labels")
+    parser.add_argument("--class-balance", choices=["auto", "equal", "proportional", "none"],
+                        help="select within each class of --labels; 'none' ignores them "
+                        "(default: the method's, 'auto' for agreement and moment: "
+                        "proportional when labels are given)")
     parser.add_argument("--key", help="array name inside a .npz gradients file")
     parser.add_argument("--sketch-size", type=int,
                         help="sketch size of agreement and moment (their default otherwise)")
@@ -134,7 +136,7 @@ def add_parser(commands):
 def run(args):
     if args.block_rows < 1:
         raise CommandError(f"--block-rows must be at least 1, got {args.block_rows}.")
-    if args.class_balance and not args.labels:
+    if args.class_balance in ("equal", "proportional") and not args.labels:
         raise CommandError("--class-balance needs the class labels: pass --labels y.npy.")
     outputs = {
         name: _output(getattr(args, name), option)
@@ -153,7 +155,7 @@ def run(args):
     selector = _selector(args)
     if args.scores and args.method == "maxvol":
         raise CommandError("maxvol does not score rows; drop --scores or pick another method.")
-    if args.weights and (args.method != "maxvol" or args.class_balance):
+    if args.weights and (args.method != "maxvol" or args.class_balance not in (None, "none")):
         raise CommandError("--weights needs --method maxvol, without --class-balance.")
 
     def blocks():
@@ -188,10 +190,9 @@ def run(args):
 
 
 def _selector(args):
-    params = {
-        "n_select": args.n_select, "class_balance": args.class_balance,
-        "random_state": args.random_state,
-    }
+    params = {"n_select": args.n_select, "random_state": args.random_state}
+    if args.class_balance is not None:
+        params["class_balance"] = None if args.class_balance == "none" else args.class_balance
     if args.sketch_size is not None:
         if args.method == "maxvol":
             raise CommandError("--sketch-size applies to agreement and moment, not maxvol.")

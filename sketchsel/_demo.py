@@ -19,7 +19,7 @@ from .selection import AgreementSelector, FastMaxVol, MomentMatchingSelector
 
 # Each method: how to build it for a seed, and whether its choice depends on the seed.
 METHODS = {
-    "agreement": (lambda seed: AgreementSelector(class_balance="equal"), False),
+    "agreement": (lambda seed: AgreementSelector(), False),
     "moment": (lambda seed: MomentMatchingSelector(random_state=seed), True),
     "maxvol": (lambda seed: FastMaxVol(), False),
 }

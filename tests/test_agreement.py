@@ -44,12 +44,12 @@ def test_scores_are_exact_cosines_when_the_sketch_spans_the_gradients(n, d, rank
 
 def test_top_scores_are_kept_with_ties_to_the_lower_index():
     G = gradients()
-    selector = AgreementSelector(n_select=30, sketch_size=64).fit(G)
+    selector = AgreementSelector(n_select=30, sketch_size=64, strategy="top").fit(G)
     order = np.argsort(-selector.scores_, kind="stable")
     assert_array_equal(selector.select(), np.sort(order[:30]))
     # Equal scores (rows along one direction, any length): the lowest indices win.
     same = np.outer(np.arange(1.0, 21.0), G[0])
-    assert_array_equal(AgreementSelector(n_select=3).fit(same).select(), [0, 1, 2])
+    assert_array_equal(AgreementSelector(n_select=3, strategy="top").fit(same).select(), [0, 1, 2])
 
 
 @pytest.mark.parametrize("mode", ["equal", "proportional"])
@@ -57,7 +57,9 @@ def test_class_balance_uses_each_class_consensus_and_quota(mode):
     rng = np.random.default_rng(1)
     y = np.repeat([0, 1, 2], [400, 60, 5])
     G = gradients(n=y.size, d=30, rank=30, seed=1) + 3 * np.eye(3)[y] @ rng.standard_normal((3, 30))
-    selector = AgreementSelector(n_select=90, sketch_size=64, class_balance=mode).fit(G, y)
+    selector = AgreementSelector(
+        n_select=90, sketch_size=64, class_balance=mode, strategy="top"
+    ).fit(G, y)
     assert_allclose(selector.scores_, exact_scores(G, y), atol=1e-7)
     chosen = selector.select()
     counts = np.bincount(y[chosen], minlength=3)
@@ -111,8 +113,9 @@ def test_a_source_of_batches_gives_the_in_memory_selection(projection, balance, 
     rng = np.random.default_rng(4)
     G = gradients(n=500, d=60, rank=12, seed=4)
     y = rng.integers(0, 4, 500)
+    # Without stored projections only the scores are kept, which "diverse" cannot use.
     params = dict(n_select=0.2, sketch_size=16, projection=projection, class_balance=balance,
-                  random_state=0)
+                  strategy="diverse" if store else "top", random_state=0)
     in_memory = AgreementSelector(**params).fit(G, y)
 
     def source():
@@ -239,3 +242,102 @@ def test_project_needs_directions_and_matching_features():
         AgreementSelector().project(G)
     with pytest.raises(ValueError, match="X has 9 features, but the directions have 10"):
         AgreementSelector(n_select=5).fit(G).project(G[:, :9])
+
+
+def greedy(units, preference, n, lam):
+    """The diversity greedy, brute force: gain = preference - lam * max cosine to the chosen."""
+    picked = []
+    for _ in range(n):
+        gain = preference - lam * np.max(units @ units[picked].T, axis=1) if picked \
+            else preference.copy()
+        gain[picked] = -np.inf
+        picked.append(int(np.argmax(gain)))
+    return picked
+
+
+def test_the_default_is_the_diversity_greedy_within_each_class_share():
+    rng = np.random.default_rng(20)
+    y = rng.integers(0, 3, 240)
+    G = gradients(n=240, d=24, rank=24, seed=20) + 2 * np.eye(3)[y] @ rng.standard_normal((3, 24))
+    selector = AgreementSelector(n_select=30).fit(G, y)
+    assert selector.class_balance_ == "proportional"
+    units = G / np.linalg.norm(G, axis=1, keepdims=True)
+    scores = exact_scores(G, y)
+    expected = []
+    for c, quota in enumerate(selector.class_quotas_):
+        rows = np.flatnonzero(y == c)
+        expected += rows[greedy(units[rows], scores[rows], quota, 32.0)].tolist()
+    assert_array_equal(selector.select(), np.sort(expected))
+    # Without labels, one consensus and one greedy over all rows.
+    alone = AgreementSelector(n_select=30).fit(G)
+    assert alone.class_balance_ is None
+    assert_array_equal(alone.select(), np.sort(greedy(units, exact_scores(G), 30, 32.0)))
+
+
+@pytest.mark.parametrize("n_select, hard", [(40, False), (149, False), (150, True), (260, True)])
+def test_prefer_auto_keeps_easy_rows_below_half_the_rows_and_hard_ones_above(n_select, hard):
+    G = gradients()  # 300 rows
+    kwargs = dict(n_select=n_select, sketch_size=64, strategy="top")
+    auto = AgreementSelector(**kwargs, prefer="auto").fit(G)
+    scores = auto.scores_
+    order = np.argsort(scores if hard else -scores, kind="stable")
+    assert_array_equal(auto.select(), np.sort(order[:n_select]))
+    explicit = AgreementSelector(**kwargs, prefer="hard" if hard else "easy").fit(G)
+    assert_array_equal(explicit.select(), auto.select())
+
+
+def test_hard_rows_with_equal_quotas_redistribute_to_the_least_agreeing():
+    rng = np.random.default_rng(21)
+    y = np.repeat([0, 1], [200, 4])
+    G = gradients(n=y.size, d=20, rank=20, seed=21) + 2 * np.eye(2)[y] @ rng.standard_normal((2, 20))
+    selector = AgreementSelector(
+        n_select=40, sketch_size=32, strategy="top", prefer="hard", class_balance="equal"
+    ).fit(G, y)
+    scores = selector.scores_
+    chosen = selector.select()
+    assert np.sum(y[chosen] == 1) == 4
+    zeros = np.flatnonzero(y == 0)
+    assert_array_equal(np.sort(chosen[y[chosen] == 0]),
+                       np.sort(zeros[np.argsort(scores[zeros], kind="stable")[:36]]))
+
+
+@pytest.mark.parametrize("prefer", ["easy", "hard"])
+def test_proportional_sampling_draws_rows_in_proportion_to_their_agreement(prefer):
+    rng = np.random.default_rng(22)
+    G = rng.standard_normal((6, 3)) + np.array([2.0, 0.0, 0.0])
+    scores = exact_scores(G)
+    weights = (1 + scores) / 2 if prefer == "easy" else (1 - scores) / 2
+    expected = 3000 * weights / weights.sum()
+    counts = np.zeros(6)
+    selector = AgreementSelector(n_select=1, strategy="proportional", prefer=prefer)
+    for seed in range(3000):
+        counts[selector.set_params(random_state=seed).fit(G).select()] += 1
+    # Binomial counts: within 5 standard deviations of their expectation.
+    sd = np.sqrt(expected * (1 - expected / 3000))
+    assert np.all(np.abs(counts - expected) <= 5 * sd + 1)
+
+
+@pytest.mark.parametrize("prefer", ["easy", "hard"])
+def test_stratified_strategy_prunes_the_unwanted_half_and_covers_the_rest(prefer):
+    G = gradients(n=400, d=30, rank=30, seed=23)
+    selector = AgreementSelector(n_select=50, strategy="stratified", prune=0.5, n_strata=5,
+                                 prefer=prefer, random_state=0).fit(G)
+    scores = selector.scores_
+    chosen = scores[selector.select()]
+    kept = np.sort(scores)[200:] if prefer == "easy" else np.sort(scores)[:200]
+    assert kept.min() <= chosen.min() and chosen.max() <= kept.max()
+    # Five strata of equal width over the kept range, each holding some of the 50 rows.
+    edges = np.linspace(kept.min(), kept.max(), 6)
+    assert np.all(np.histogram(chosen, edges)[0] >= 1)
+    again = AgreementSelector(n_select=50, strategy="stratified", prune=0.5, n_strata=5,
+                              prefer=prefer, random_state=0).fit(G)
+    assert_array_equal(again.select(), selector.select())
+
+
+def test_randomised_strategies_follow_the_seed():
+    G = gradients(n=300, d=20, rank=20, seed=24)
+    for strategy in ("stratified", "proportional"):
+        fit = lambda seed: AgreementSelector(  # noqa: E731
+            n_select=30, strategy=strategy, random_state=seed).fit(G).select()
+        assert_array_equal(fit(3), fit(3))
+        assert not np.array_equal(fit(3), fit(4))

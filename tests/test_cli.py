@@ -122,6 +122,17 @@ def test_select_with_labels_scores_and_an_npz_key(gradients):
     assert np.bincount(y[selector.select()]).tolist() == [10, 10, 10]
 
 
+@pytest.mark.parametrize("option, expected", [([], "proportional"), (["--class-balance", "none"], None)])
+def test_select_with_labels_follows_the_selector_default_unless_told(gradients, option, expected):
+    G, y, folder = gradients
+    out = run("select", str(folder / "G.npy"), "--labels", str(folder / "y.npy"), *option,
+              "--n-select", "30", "-o", str(folder / "rows.npy"))
+    assert out.returncode == 0, out.stderr
+    selector = AgreementSelector(n_select=30, random_state=0, class_balance=expected).fit(G, y)
+    np.testing.assert_array_equal(np.load(folder / "rows.npy"), selector.select())
+    assert selector.class_balance_ == expected
+
+
 def test_select_fraction_one_keeps_every_row_and_output_names_are_reported(gradients):
     G, y, folder = gradients
     out = run("select", str(folder / "G.npy"), "--method", "moment", "--n-select", "1.0",

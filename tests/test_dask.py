@@ -108,7 +108,7 @@ def _gradients(seed):
         lambda cb: MomentMatchingSelector(n_select=90, sketch_size=24, random_state=0,
                                           class_balance=cb),
         lambda cb: AgreementSelector(n_select=90, projection="gaussian", sketch_size=24,
-                                     random_state=0, class_balance=cb),
+                                     strategy="stratified", random_state=0, class_balance=cb),
     ],
     ids=["moment_matching", "agreement_gaussian"],
 )
@@ -128,7 +128,8 @@ def test_agreement_on_dask_scores_every_row_against_its_consensus(class_balance)
     normalised mean of its group's unit projections; the top scores are chosen."""
     G, y = _gradients(6)
     with dask.config.set(scheduler="threads"):
-        selector = AgreementSelector(n_select=60, sketch_size=10, class_balance=class_balance)
+        selector = AgreementSelector(n_select=60, sketch_size=10, class_balance=class_balance,
+                                     strategy="top")
         selector.fit(da.from_array(G, chunks=(250, 60)), y)
     V = selector.components_
     U = G @ V.T
@@ -150,10 +151,10 @@ def test_agreement_on_dask_scores_every_row_against_its_consensus(class_balance)
 def test_one_block_agreement_equals_the_in_memory_selection():
     G, y = _gradients(7)
     with dask.config.set(scheduler="threads"):
-        on_dask = AgreementSelector(n_select=50, sketch_size=12).fit(
+        on_dask = AgreementSelector(n_select=50, sketch_size=12, strategy="top").fit(
             da.from_array(G, chunks=G.shape))
-    np.testing.assert_array_equal(
-        on_dask.select(), AgreementSelector(n_select=50, sketch_size=12).fit(G).select())
+    in_memory = AgreementSelector(n_select=50, sketch_size=12, strategy="top").fit(G)
+    np.testing.assert_array_equal(on_dask.select(), in_memory.select())
 
 
 def test_selectors_on_a_process_cluster(cluster):
@@ -161,7 +162,8 @@ def test_selectors_on_a_process_cluster(cluster):
     X = da.from_array(G, chunks=(300, 60))
     moment = MomentMatchingSelector(n_select=80, sketch_size=24, random_state=1)
     np.testing.assert_array_equal(moment.fit(X, y).select(), moment.fit(G, y).select())
-    agreement = AgreementSelector(n_select=80, sketch_size=10, class_balance="equal")
+    agreement = AgreementSelector(n_select=80, sketch_size=10, class_balance="equal",
+                                  strategy="proportional", random_state=0)
     chosen = agreement.fit(X, y).select()
     assert chosen.size == 80 and np.bincount(y[chosen]).tolist() == [27, 27, 26]
 
@@ -171,12 +173,12 @@ def test_dask_errors_are_clear():
     X = da.from_array(G, chunks=(500, 60))
     with pytest.raises(TypeError, match="FastMaxVol does not take Dask arrays"):
         FastMaxVol(n_select=5).fit(X)
-    with pytest.raises(ValueError, match="diversity"):
-        AgreementSelector(n_select=5, diversity=0.2).fit(X)
+    with pytest.raises(ValueError, match='strategy="diverse" compares'):
+        AgreementSelector(n_select=5).fit(X)
     with pytest.raises(ValueError, match="needs the class labels"):
-        AgreementSelector(n_select=5, class_balance="equal").fit(X)
+        AgreementSelector(n_select=5, class_balance="equal", strategy="top").fit(X)
     with dask.config.set(scheduler="threads"), pytest.raises(ValueError, match="1000 labels"):
-        AgreementSelector(n_select=5, class_balance="equal").fit(X, y[:1000])
+        AgreementSelector(n_select=5, class_balance="equal", strategy="top").fit(X, y[:1000])
 
 
 def test_empty_blocks_and_unknown_block_sizes():
@@ -190,7 +192,7 @@ def test_empty_blocks_and_unknown_block_sizes():
         fd = FrequentDirections(6).fit(kept)
         _check_certificate(fd, rows)
         on_dask = AgreementSelector(n_select=30, projection="gaussian", sketch_size=8,
-                                    random_state=0).fit(kept)
+                                    strategy="top", random_state=0).fit(kept)
         moment = MomentMatchingSelector(n_select=30, sketch_size=8, random_state=0).fit(kept)
         with pytest.raises(ValueError, match="no rows"):
             FrequentDirections(4).fit(X[X[:, 0] > 1e9])
@@ -198,7 +200,7 @@ def test_empty_blocks_and_unknown_block_sizes():
         moment.select(),
         MomentMatchingSelector(n_select=30, sketch_size=8, random_state=0).fit(rows).select())
     in_memory = AgreementSelector(n_select=30, projection="gaussian", sketch_size=8,
-                                  random_state=0).fit(rows)
+                                  strategy="top", random_state=0).fit(rows)
     np.testing.assert_array_equal(on_dask.select(), in_memory.select())
 
 
@@ -207,11 +209,11 @@ def test_integer_dask_arrays_are_widened_as_in_memory():
     X = da.from_array(A, chunks=(100, 60))
     with dask.config.set(scheduler="threads"):
         on_dask = AgreementSelector(n_select=40, projection="gaussian", sketch_size=16,
-                                    random_state=0).fit(X)
+                                    strategy="top", random_state=0).fit(X)
         moment = MomentMatchingSelector(n_select=40, sketch_size=16, random_state=0).fit(X)
     assert on_dask.components_.dtype == np.float64 and np.any(on_dask.components_ != 0)
     expected = AgreementSelector(n_select=40, projection="gaussian", sketch_size=16,
-                                 random_state=0).fit(A)
+                                 strategy="top", random_state=0).fit(A)
     np.testing.assert_array_equal(on_dask.select(), expected.select())
     np.testing.assert_array_equal(
         moment.select(),

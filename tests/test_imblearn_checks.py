@@ -8,6 +8,14 @@ _NO_CLASSES_NEEDED = (
     "without class balancing a selector does not use classes, so it accepts continuous "
     "targets (regression) instead of refusing them"
 )
+_AUTO_TARGETS = (
+    "class_balance='auto' balances by class only when y holds class labels; continuous "
+    "targets are selected from without classes instead of being refused"
+)
+_AUTO_INDICATOR = (
+    "class_balance='auto' reads a label-indicator matrix as no class labels, so it selects "
+    "without classes where the decoded labels would be balanced"
+)
 _ONE_CLASS = (
     "a selector chooses rows among the samples of one class as among many; a single class "
     "is a valid input, not an error"
@@ -22,6 +30,9 @@ def expected_failures(selector):
     failures = {"check_samplers_one_label": _ONE_CLASS}
     if selector.class_balance is None:
         failures["check_target_type"] = _NO_CLASSES_NEEDED
+    elif selector.class_balance == "auto":
+        failures["check_target_type"] = _AUTO_TARGETS
+        failures["check_samplers_multiclass_ova"] = _AUTO_INDICATOR
     else:
         failures["check_samplers_multiclass_ova"] = _INDICATOR
     return failures

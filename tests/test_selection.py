@@ -72,7 +72,7 @@ def test_selection_readers_agree():
 
 def test_rank_many_rows_span_a_low_rank_matrix():
     X = low_rank(rank=6)
-    selector = FastMaxVol(n_select=6).fit(X)
+    selector = FastMaxVol(n_select=6, unit_rows=False).fit(X)
     assert selector.rank_ == 6
     assert_allclose(selector.coefficients_ @ X[selector.pivots_], X, atol=1e-8)
     assert np.abs(selector.coefficients_).max() <= 1.05 + 1e-9
@@ -80,7 +80,7 @@ def test_rank_many_rows_span_a_low_rank_matrix():
 
 def test_features_used_as_they_are_give_the_maxvol_rows():
     X = np.random.default_rng(1).standard_normal((400, 8))
-    selector = FastMaxVol(n_select=8).fit(X)
+    selector = FastMaxVol(n_select=8, unit_rows=False).fit(X)
     assert_array_equal(selector.pivots_, maxvol(X)[0])
 
 
@@ -208,7 +208,7 @@ def oracle_residual(X, G, rank):
 @pytest.mark.parametrize("eps", [0.5, 0.05])
 def test_dynamic_rank_is_the_smallest_rank_within_eps(eps):
     X, G = graft_problem()
-    selector = FastMaxVol(n_select=12, rank="auto", eps=eps).fit(X, gradients=G)
+    selector = FastMaxVol(n_select=12, rank="auto", eps=eps, unit_rows=False).fit(X, gradients=G)
     tried = selector.residuals_
     assert sorted(tried) == list(range(1, selector.rank_ + 1))
     assert selector.residual_ <= eps
@@ -297,3 +297,70 @@ def test_sources_that_cannot_work_are_refused_clearly():
         FastMaxVol(n_select=4, class_balance="equal").fit(source)
     with pytest.raises(ValueError, match="no rows"):
         FastMaxVol(n_select=4).fit(lambda: iter([]))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda **kw: sketchsel.AgreementSelector(n_select=40, sketch_size=16, **kw),
+        lambda **kw: sketchsel.MomentMatchingSelector(n_select=40, sketch_size=16,
+                                                      random_state=0, **kw),
+        lambda **kw: FastMaxVol(n_select=40, **kw),
+    ],
+    ids=["agreement", "moment", "maxvol"],
+)
+def test_auto_class_balance_is_proportional_with_class_labels_and_none_without(make):
+    rng = np.random.default_rng(30)
+    X = rng.standard_normal((300, 20))
+    y = np.repeat([0, 1, 2], [200, 80, 20])
+    auto = make(class_balance="auto").fit(X, y)
+    assert auto.class_balance_ == "proportional"
+    assert auto.class_quotas_.tolist() == [27, 11, 2]
+    assert_array_equal(auto.select(), make(class_balance="proportional").fit(X, y).select())
+    unbalanced = make(class_balance=None).fit(X).select()
+    for target in (None, rng.standard_normal(300)):  # no labels, or a continuous target
+        alone = make(class_balance="auto").fit(X, target)
+        assert alone.class_balance_ is None and not hasattr(alone, "classes_")
+        assert_array_equal(alone.select(), unbalanced)
+
+
+def test_unit_rows_select_by_direction_and_auto_uses_them_below_a_fifth():
+    rng = np.random.default_rng(31)
+    X = rng.standard_normal((500, 12))
+    X[:5] *= 100.0  # five huge rows: raw maxvol takes them first
+    units = X / np.linalg.norm(X, axis=1, keepdims=True)
+    raw = FastMaxVol(n_select=12, unit_rows=False).fit(X)
+    assert set(range(5)) <= set(raw.select().tolist())
+    scaled = FastMaxVol(n_select=12, unit_rows=True).fit(X)
+    assert scaled.unit_rows_
+    assert_array_equal(scaled.select(), FastMaxVol(n_select=12, unit_rows=False).fit(units).select())
+    assert_allclose(scaled.coefficients_ @ units[scaled.pivots_], units @ np.eye(12), atol=1e-8)
+    for n_select, unit in [(99, True), (100, False), (0.19, True), (0.2, False)]:
+        auto = FastMaxVol(n_select=n_select).fit(X)
+        assert auto.unit_rows_ is unit
+        expected = FastMaxVol(n_select=n_select, unit_rows=unit).fit(X)
+        assert_array_equal(auto.select(), expected.select())
+    # The rows given are not changed, and gradients stay as given.
+    assert np.abs(X[:5]).max() > 50
+    G = rng.standard_normal((500, 3))
+    weighted = FastMaxVol(n_select=12, unit_rows=True).fit(X, gradients=G)
+    chosen = weighted.select()
+    target = G.mean(axis=0)
+    assert_allclose(G[chosen].T @ weighted.sample_weight_,
+                    G[chosen].T @ np.linalg.lstsq(G[chosen].T, target, rcond=None)[0])
+
+
+def test_unit_rows_from_a_source_of_batches_equal_the_in_memory_choice():
+    rng = np.random.default_rng(32)
+    X = rng.standard_normal((400, 30)) * rng.uniform(0.1, 10, (400, 1))
+    for n_select in (20, 0.1, 0.5):
+        in_memory = FastMaxVol(n_select=n_select).fit(X)
+        streamed = FastMaxVol(n_select=n_select).fit(lambda: iter(np.array_split(X, 6)))
+        assert streamed.unit_rows_ == in_memory.unit_rows_
+        assert_array_equal(streamed.select(), in_memory.select())
+
+
+def test_proportional_quotas_break_equal_remainders_towards_the_first_classes():
+    # 40 * [200, 80, 20] / 300 = [26.67, 10.67, 2.67]: three equal remainders, two rows left.
+    assert class_quotas([200, 80, 20], 40, "proportional").tolist() == [27, 11, 2]
+    assert class_quotas([20, 80, 200], 40, "proportional").tolist() == [3, 11, 26]

@@ -52,10 +52,11 @@ def class_quotas(counts, n_select, mode):
     """
     counts = np.asarray(counts, dtype=np.int64)
     if mode == "proportional":
-        exact = n_select * counts / counts.sum()
-        quotas = np.floor(exact).astype(np.int64)
+        # In integers, so that equal remainders tie exactly (floats would not).
+        shares = n_select * counts
+        quotas, remainders = np.divmod(shares, counts.sum())
         short = n_select - quotas.sum()
-        order = np.argsort(-(exact - quotas), kind="stable")
+        order = np.argsort(-remainders, kind="stable")
         quotas[order[:short]] += 1
         return quotas
     # Water level: the largest L with sum(min(counts, L)) <= n_select; the
@@ -71,6 +72,30 @@ def class_quotas(counts, n_select, mode):
     above = np.flatnonzero(counts > low)
     quotas[above[: n_select - quotas.sum()]] += 1
     return quotas
+
+
+def resolve_class_balance(class_balance, y):
+    """The class balancing a fit applies: "auto" is "proportional" when y holds classes.
+
+    Parameters
+    ----------
+    class_balance : {"auto", "equal", "proportional"} or None
+        The selector's parameter.
+    y : array-like or None
+        The labels given to fit, or one batch's.
+
+    Returns
+    -------
+    mode : {"equal", "proportional"} or None
+        "auto" gives "proportional" for binary or multiclass labels and None
+        for no labels or other targets (continuous ones, say); the other
+        values are returned as they are.
+    """
+    if class_balance != "auto":
+        return class_balance
+    if y is None or type_of_target(to_numpy(y)) not in ("binary", "multiclass"):
+        return None
+    return "proportional"
 
 
 def is_batch_source(X):
@@ -163,7 +188,7 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
             Interval(Integral, 1, None, closed="left"),
             Interval(Real, 0, 1, closed="right"),
         ],
-        "class_balance": [StrOptions({"equal", "proportional"}), None],
+        "class_balance": [StrOptions({"auto", "equal", "proportional"}), None],
         "backend": [StrOptions(set(BACKENDS)), None],
     }
 
@@ -233,7 +258,8 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
                 row_data[name] = value
         n_select = resolve_n_select(self.n_select, n_samples)
         codes = quotas = None
-        if self.class_balance is not None:
+        self.class_balance_ = resolve_class_balance(self.class_balance, y)
+        if self.class_balance_ is not None:
             codes, quotas = self._class_quotas(y, n_samples, n_select)
         chosen, fitted = self._choose(Xc, xp, n_select, codes, quotas, row_data)
         for name, value in fitted.items():
@@ -293,7 +319,7 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
             )
         check_classification_targets(y)
         self.classes_, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
-        self.class_quotas_ = class_quotas(counts, n_select, self.class_balance)
+        self.class_quotas_ = class_quotas(counts, n_select, self.class_balance_)
         return codes, self.class_quotas_
 
     def _choose(self, X, xp, n_select, codes, quotas, row_data):
