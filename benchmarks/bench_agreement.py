@@ -77,11 +77,12 @@ def bench_speed(n):
 
         _, t_fd, peak_fd = measured(sketch_only)
         selector, t_all, peak_all = measured(
-            lambda: AgreementSelector(n_select=0.1, sketch_size=SKETCH_SIZE).fit(source)
+            lambda: AgreementSelector(n_select=0.1, sketch_size=SKETCH_SIZE,
+                                      strategy="top").fit(source)
         )
         three, t_three, peak_three = measured(
             lambda: AgreementSelector(
-                n_select=0.1, sketch_size=SKETCH_SIZE, store_projections=False
+                n_select=0.1, sketch_size=SKETCH_SIZE, strategy="top", store_projections=False
             ).fit(source)
         )
         assert selector.select().size == n // 10
@@ -95,9 +96,11 @@ def bench_speed(n):
         "|---|---:|---:|---:|---:|",
         f"| Frequent Directions pass alone | {t_fd:.2f} | 1.00 | {peak_fd / 2**20:.0f} | "
         f"{peak_fd / data:.1%} |",
-        f"| AgreementSelector.fit (two passes, projections kept, 10%) | {t_all:.2f} | "
+        f"| AgreementSelector.fit (top scores, two passes, projections kept, 10%) | "
+        f"{t_all:.2f} | "
         f"{t_all / t_fd:.2f} | {peak_all / 2**20:.0f} | {peak_all / data:.1%} |",
-        f"| AgreementSelector.fit (three passes, store_projections=False) | {t_three:.2f} | "
+        f"| AgreementSelector.fit (top scores, three passes, store_projections=False) | "
+        f"{t_three:.2f} | "
         f"{t_three / t_fd:.2f} | {peak_three / 2**20:.0f} | {peak_three / data:.1%} |",
         "",
         f"N x D = {data / 2**20:,.0f} MiB.",
@@ -108,10 +111,13 @@ def bench_quality():
     X_train, X_test, y_train, y_test, G, full = digits_gradients()
     selectors = {
         "AgreementSelector (defaults)": lambda b: AgreementSelector(n_select=b),
-        'AgreementSelector, class_balance="equal"': lambda b: AgreementSelector(
-            n_select=b, class_balance="equal"
+        'AgreementSelector, strategy="top", class_balance=None (SAGE)': lambda b: (
+            AgreementSelector(n_select=b, strategy="top", class_balance=None)),
+        'AgreementSelector, strategy="top", class_balance="equal"': lambda b: AgreementSelector(
+            n_select=b, strategy="top", class_balance="equal"
         ),
-        "AgreementSelector, diversity=0.5": lambda b: AgreementSelector(n_select=b, diversity=0.5),
+        "AgreementSelector, diversity=0.5, class_balance=None": lambda b: AgreementSelector(
+            n_select=b, diversity=0.5, class_balance=None),
         "FastMaxVol on the gradients": lambda b: FastMaxVol(n_select=b),
     }
     header = "| method | " + " | ".join(f"{b:.0%} accuracy | time (s)" for b in BUDGETS) + " |"

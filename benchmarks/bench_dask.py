@@ -29,8 +29,8 @@ WORKER_MEMORY = "700MiB"
 
 ESTIMATORS = {
     "FrequentDirections(128).fit": lambda: __import__("sketchsel").FrequentDirections(128),
-    "AgreementSelector(0.1, sketch_size=128).fit": lambda: __import__(
-        "sketchsel").AgreementSelector(n_select=0.1, sketch_size=128),
+    "AgreementSelector(0.1, sketch_size=128, strategy='top').fit": lambda: __import__(
+        "sketchsel").AgreementSelector(n_select=0.1, sketch_size=128, strategy="top"),
     "MomentMatchingSelector(0.1, sketch_size=64).fit": lambda: __import__(
         "sketchsel").MomentMatchingSelector(n_select=0.1, sketch_size=64, random_state=0),
 }

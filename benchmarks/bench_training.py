@@ -21,7 +21,7 @@ collation would dominate on so small a model):
   from batches of 200: FastMaxVol taking 25% of each batch (the default), and
   GRAFT's dynamic rank (``rank="auto"``: the smallest rank whose rows reproduce
   the batch's mean logit gradient within 10%, at most 25%);
-- SAGE 25%: one epoch on all rows, then AgreementSelector (class-balanced) on the
+- SAGE 25%: one epoch on all rows, then AgreementSelector (top scores, class-balanced) on the
   model's last-layer gradients projected to 256 dimensions (GradientSource), and
   the remaining epochs on that 25%;
 - random 25%: one epoch on all rows, then a uniformly random 25%.
@@ -148,7 +148,8 @@ def choose_sage(model, dataset, seed):
     loader = DataLoader(dataset, batch_size=256)
     source = GradientSource(model, loader, params=model[-1], n_components=256,
                             random_state=seed)
-    selector = AgreementSelector(n_select=FRACTION, class_balance="equal").fit(source)
+    selector = AgreementSelector(n_select=FRACTION, strategy="top",
+                                 class_balance="equal").fit(source)
     return source.indices_[selector.select()].tolist()
 
 

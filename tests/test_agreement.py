@@ -87,7 +87,7 @@ def test_class_balance_uses_each_class_consensus_and_quota(mode):
 def test_diversity_greedy_matches_brute_force():
     G = gradients(n=120, d=20, rank=20, seed=2)
     lam = 0.5
-    selector = AgreementSelector(n_select=15, sketch_size=32, diversity=lam).fit(G)
+    selector = AgreementSelector(n_select=15, sketch_size=32, diversity=lam, prefer="easy").fit(G)
     units = G / np.linalg.norm(G, axis=1, keepdims=True)
     scores = exact_scores(G)
     picked = []
@@ -266,12 +266,15 @@ def test_the_default_is_the_diversity_greedy_within_each_class_share():
     expected = []
     for c, quota in enumerate(selector.class_quotas_):
         rows = np.flatnonzero(y == c)
-        expected += rows[greedy(units[rows], scores[rows], quota, 32.0)].tolist()
+        # prefer="auto" is "hard" for the greedy: the least agreeing rows first.
+        expected += rows[greedy(units[rows], -scores[rows], quota, 32.0)].tolist()
     assert_array_equal(selector.select(), np.sort(expected))
     # Without labels, one consensus and one greedy over all rows.
     alone = AgreementSelector(n_select=30).fit(G)
     assert alone.class_balance_ is None
-    assert_array_equal(alone.select(), np.sort(greedy(units, exact_scores(G), 30, 32.0)))
+    assert_array_equal(alone.select(), np.sort(greedy(units, -exact_scores(G), 30, 32.0)))
+    easy = AgreementSelector(n_select=30, prefer="easy").fit(G)
+    assert_array_equal(easy.select(), np.sort(greedy(units, exact_scores(G), 30, 32.0)))
 
 
 @pytest.mark.parametrize("n_select, hard", [(40, False), (149, False), (150, True), (260, True)])
@@ -341,3 +344,12 @@ def test_randomised_strategies_follow_the_seed():
             n_select=30, strategy=strategy, random_state=seed).fit(G).select()
         assert_array_equal(fit(3), fit(3))
         assert not np.array_equal(fit(3), fit(4))
+
+
+def test_zero_and_round_off_gradients_come_last_in_the_diverse_greedy():
+    G = gradients(n=60, d=12, rank=12, seed=25)
+    G[[3, 8]] = 0.0
+    G[11] *= 1e-12  # round-off: no direction either
+    selector = AgreementSelector(n_select=57, sketch_size=12).fit(G)
+    assert selector.scores_[[3, 8, 11]].tolist() == [0.0, 0.0, 0.0]
+    assert set(np.setdiff1d(np.arange(60), selector.select())) == {3, 8, 11}

@@ -175,3 +175,34 @@ def test_torch_cuda_input_stays_on_the_gpu():
     assert isinstance(fd.sketch_, cupy.ndarray)
     reference = FrequentDirections(8, backend="numpy").fit(matrix())
     assert_allclose(gram(fd), gram(reference), atol=1e-9 * reference.squared_norm_)
+
+
+def _selection_problem():
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 3, 600)
+    G = rng.standard_normal((600, 40)) * 0.9 ** np.arange(40) + np.eye(3)[y] @ rng.standard_normal(
+        (3, 40))
+    return G * rng.uniform(0.2, 5.0, (600, 1)), y
+
+
+@needs_gpu
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: sketchsel.AgreementSelector(n_select=0.1, sketch_size=32),
+        lambda: sketchsel.AgreementSelector(n_select=0.1, sketch_size=32, strategy="stratified",
+                                            random_state=0),
+        lambda: sketchsel.FastMaxVol(n_select=0.1),
+        lambda: sketchsel.FastMaxVol(n_select=0.3),
+        lambda: sketchsel.MomentMatchingSelector(n_select=0.1, sketch_size=32, random_state=0),
+    ],
+    ids=["agreement", "agreement-stratified", "maxvol-unit-rows", "maxvol-raw", "moment"],
+)
+def test_selectors_choose_on_cupy_what_they_choose_on_numpy(make):
+    import cupy
+
+    G, y = _selection_problem()
+    on_cpu = make().fit(G, y)
+    on_gpu = make().fit(cupy.asarray(G), y)
+    assert on_gpu.select().tolist() == on_cpu.select().tolist()

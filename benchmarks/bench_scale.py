@@ -1,0 +1,95 @@
+"""Selection time at scale: each selector's defaults and its O(N) options, CPU and GPU.
+
+Run from the repository root:
+
+    python benchmarks/bench_scale.py            # 20,000 and 100,000 rows
+    python benchmarks/bench_scale.py --quick    # 20,000 rows
+
+Data: N x 512 float32 rows (low rank plus noise, rows of unequal norms), 10 classes,
+budget 10%. Each selector is timed once after one warm-up fit on the same data (which
+also compiles the Numba kernels): on the NumPy back-end, and, when CuPy sees a GPU, on
+the CuPy back-end with the data already on the GPU (the same selections;
+``tests/test_array_api.py`` checks that). The default of AgreementSelector,
+``strategy="diverse"``, compares every candidate with every row chosen,
+O(n_select * N * sketch_size); ``strategy="stratified"`` is its O(N) option. FastMaxVol
+fills a budget above its rank (here the 512 features) one row at a time, each step
+updating the coefficients of every row on the chosen ones, O(N * n_select^2) in all, so
+it is timed at 20,000 rows only.
+"""
+
+import sys
+import time
+
+import numpy as np
+from _report import run
+
+from sketchsel import AgreementSelector, FastMaxVol, MomentMatchingSelector, config_context
+from sketchsel._array_api import gpu_available
+
+# name: (make, largest number of rows timed)
+SELECTORS = {
+    "AgreementSelector() (diverse)": (lambda: AgreementSelector(n_select=0.1), None),
+    "AgreementSelector(strategy='stratified')": (lambda: AgreementSelector(
+        n_select=0.1, strategy="stratified", random_state=0), None),
+    "AgreementSelector(strategy='top')": (
+        lambda: AgreementSelector(n_select=0.1, strategy="top"), None),
+    "MomentMatchingSelector()": (
+        lambda: MomentMatchingSelector(n_select=0.1, random_state=0), None),
+    "FastMaxVol() (unit rows)": (lambda: FastMaxVol(n_select=0.1), 20_000),
+}
+
+
+def data(n_rows, n_features=512, rank=32, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_rows, rank), dtype=np.float32) @ rng.standard_normal(
+        (rank, n_features), dtype=np.float32)
+    X += 0.1 * rng.standard_normal((n_rows, n_features), dtype=np.float32)
+    X *= rng.uniform(0.2, 5.0, (n_rows, 1)).astype(np.float32)
+    return X, rng.integers(0, 10, n_rows)
+
+
+def timed(make, X, y, backend, synchronize):
+    with config_context(backend=backend):
+        make().fit(X, y)  # warm-up: Numba's cache, CuPy's kernels
+        synchronize()
+        start = time.perf_counter()
+        make().fit(X, y)
+        synchronize()
+    return time.perf_counter() - start
+
+
+def bench(size):
+    (n_rows,) = size
+    X, y = data(n_rows)
+    on_gpu = gpu_available()
+    if on_gpu:
+        import cupy
+
+        X_gpu = cupy.asarray(X)
+        synchronize = cupy.cuda.Device().synchronize
+        device = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    lines = [f"### {n_rows:,} x {X.shape[1]} float32, 10 classes, budget 10%", ""]
+    header = "| selector | NumPy (s) |" + (f" CuPy on {device} (s) | NumPy / CuPy |"
+                                             if on_gpu else "")
+    lines += [header, "|---|---:|" + ("---:|---:|" if on_gpu else "")]
+    for name, (make, largest) in SELECTORS.items():
+        if largest is not None and n_rows > largest:
+            continue
+        cpu = timed(make, X, y, "numpy", lambda: None)
+        row = f"| {name} | {cpu:.2f} |"
+        if on_gpu:
+            gpu = timed(make, X_gpu, y, "cupy", synchronize)
+            row += f" {gpu:.2f} | {cpu / gpu:.1f} |"
+        lines.append(row)
+        print(row, flush=True)
+    if not on_gpu:
+        lines += ["", "No GPU: CuPy columns not run."]
+    return lines
+
+
+if __name__ == "__main__":
+    sys.exit(run(
+        "bench_scale", __doc__, "Selection time at scale",
+        "Seconds per fit (one timed fit after a warm-up fit).",
+        [(20_000,), (100_000,)], [(20_000,)], bench,
+    ))
