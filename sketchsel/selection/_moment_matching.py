@@ -74,11 +74,11 @@ class MomentMatchingSelector(BaseSelector):
         the lower index); "sample" draws n rows without replacement with
         probabilities proportional to s (as the authors do; the expected
         second moment of the sample is then that of s). On held-out real
-        data (``benchmarks/bench_quality.py``) "top" reaches random subsets'
-        mean plus one standard deviation at 10% to 50% of digits and breast
-        cancer where "sample" falls short at 10%, and on the synthetic
-        setting of ``benchmarks/bench_skmm.py`` the two give the same excess
-        risk.
+        data (``benchmarks/bench_quality.py``) "top" did better at 10% of
+        digits (0.909 test accuracy against 0.892 for "sample" and
+        0.893 ± 0.014 for random subsets) and as well from 25% up; on the
+        synthetic setting of ``benchmarks/bench_skmm.py`` the two give the
+        same excess risk.
     tol : float, default=1e-4
         Stop when the duality gap, an upper bound on the distance of the
         objective to its minimum, is at most ``tol`` times the objective at
