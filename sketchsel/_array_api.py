@@ -229,16 +229,6 @@ def device(x):
 
 
 def unit_rows(xp, Z):
-    """Rows scaled to unit Euclidean norm; rows of negligible norm become zero.
-
-    A row whose norm is at most ``sqrt(eps)`` times the largest is round-off
-    (the gradient of an example the model fits exactly, say): its direction
-    means nothing, and scaled up it would look unlike every other row. Such
-    rows, and zero rows, are returned as zeros.
-    """
+    """Rows scaled to unit Euclidean norm; zero rows stay zero."""
     norms = xp.linalg.vector_norm(Z, axis=1)
-    if Z.shape[0] == 0:
-        return Z
-    floor = float(xp.max(norms)) * math.sqrt(xp.finfo(Z.dtype).eps)
-    kept = norms > floor
-    return xp.where(kept[:, None], Z / xp.where(kept, norms, 1.0)[:, None], 0.0)
+    return Z / xp.where(norms > 0, norms, 1.0)[:, None]

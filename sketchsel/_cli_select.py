@@ -113,9 +113,9 @@ def add_parser(commands):
                         "(a decimal; 1.0 keeps every row) (default: 0.1)")
     parser.add_argument("--labels", help="class labels, a 1-D .npy/.npz array of N entries")
     parser.add_argument("--class-balance", choices=["auto", "equal", "proportional", "none"],
-                        help="select within each class of --labels; 'none' ignores them "
-                        "(default: the method's, 'auto' for agreement and moment: "
-                        "proportional when labels are given)")
+                        help="select within each class of --labels; 'auto': in proportion "
+                        "to the classes when labels are given; 'none' ignores them (default: "
+                        "the method's: 'auto' for agreement, none for moment and maxvol)")
     parser.add_argument("--key", help="array name inside a .npz gradients file")
     parser.add_argument("--sketch-size", type=int,
                         help="sketch size of agreement and moment (their default otherwise)")
@@ -155,7 +155,9 @@ def run(args):
     selector = _selector(args)
     if args.scores and args.method == "maxvol":
         raise CommandError("maxvol does not score rows; drop --scores or pick another method.")
-    if args.weights and (args.method != "maxvol" or args.class_balance not in (None, "none")):
+    balanced = args.class_balance in ("equal", "proportional") or (
+        args.class_balance == "auto" and args.labels)
+    if args.weights and (args.method != "maxvol" or balanced):
         raise CommandError("--weights needs --method maxvol, without --class-balance.")
 
     def blocks():

@@ -346,10 +346,48 @@ def test_randomised_strategies_follow_the_seed():
         assert not np.array_equal(fit(3), fit(4))
 
 
-def test_zero_and_round_off_gradients_come_last_in_the_diverse_greedy():
+def test_zero_gradients_come_last_in_the_diverse_greedy():
     G = gradients(n=60, d=12, rank=12, seed=25)
-    G[[3, 8]] = 0.0
-    G[11] *= 1e-12  # round-off: no direction either
+    G[[3, 8, 11]] = 0.0
     selector = AgreementSelector(n_select=57, sketch_size=12).fit(G)
     assert selector.scores_[[3, 8, 11]].tolist() == [0.0, 0.0, 0.0]
     assert set(np.setdiff1d(np.arange(60), selector.select())) == {3, 8, 11}
+
+
+def test_proportional_weights_survive_float32_cosines_above_one():
+    rng = np.random.default_rng(298)
+    G = (rng.standard_normal(16) + 1e-4 * rng.standard_normal((20, 16))).astype(np.float32)
+    for prefer in ("easy", "hard"):
+        chosen = AgreementSelector(n_select=5, strategy="proportional", prefer=prefer,
+                                   projection="gaussian", random_state=0).fit(G).select()
+        assert chosen.size == 5 == np.unique(chosen).size
+
+
+@pytest.mark.parametrize("store", [True, False])
+def test_auto_balancing_from_a_source_decides_on_all_the_labels(store):
+    """A continuous target whose first batch happens to hold whole numbers: no classes."""
+    G = gradients(n=300, d=20, rank=20, seed=26)
+    target = np.random.default_rng(26).normal(size=300)
+    target[:100] = np.round(target[:100])
+    params = dict(n_select=30, sketch_size=8, strategy="top", store_projections=store)
+    in_memory = AgreementSelector(**params).fit(G, target)
+    assert in_memory.class_balance_ is None
+    streamed = AgreementSelector(**params).fit(
+        lambda: ((G[i : i + 100], target[i : i + 100]) for i in range(0, 300, 100)))
+    assert streamed.class_balance_ is None
+    assert_allclose(streamed.scores_, in_memory.scores_, atol=1e-8)
+    assert_array_equal(streamed.select(), in_memory.select())
+
+
+@pytest.mark.parametrize("store", [True, False])
+def test_labels_in_some_batches_only_are_a_clear_error(store):
+    G = gradients(n=300, d=20, rank=20, seed=27)
+    y = np.arange(300) % 3
+
+    def source():
+        yield G[:100], y[:100]
+        yield G[100:]
+
+    with pytest.raises(ValueError, match="Some batches yielded labels and others did not"):
+        AgreementSelector(n_select=30, sketch_size=8, strategy="top",
+                          store_projections=store).fit(source)

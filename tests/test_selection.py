@@ -364,3 +364,17 @@ def test_proportional_quotas_break_equal_remainders_towards_the_first_classes():
     # 40 * [200, 80, 20] / 300 = [26.67, 10.67, 2.67]: three equal remainders, two rows left.
     assert class_quotas([200, 80, 20], 40, "proportional").tolist() == [27, 11, 2]
     assert class_quotas([20, 80, 200], 40, "proportional").tolist() == [3, 11, 26]
+
+
+def test_auto_balancing_of_maxvol_from_a_source_needs_arrays_only_with_labels():
+    X = np.random.default_rng(33).standard_normal((200, 10))
+    unlabelled = FastMaxVol(n_select=20, class_balance="auto").fit(
+        lambda: iter(np.array_split(X, 4)))
+    assert_array_equal(unlabelled.select(), FastMaxVol(n_select=20).fit(X).select())
+    y = np.arange(200) % 2
+    with pytest.raises(ValueError, match="not supported yet"):
+        FastMaxVol(n_select=20, class_balance="auto").fit(
+            lambda: ((X[i : i + 50], y[i : i + 50]) for i in range(0, 200, 50)))
+    with pytest.raises(ValueError, match="Some batches yielded labels"):
+        sketchsel.MomentMatchingSelector(n_select=20, sketch_size=4).fit(
+            lambda: iter([(X[:100], y[:100]), X[100:]]))

@@ -12,7 +12,13 @@ from .._array_api import array_namespace, check_array, device, to_numpy, unit_ro
 from ..sampling import weighted_sample_without_replacement
 from ..sketch import FrequentDirections
 from ..sketch._dask import map_row_blocks, validated_dtype
-from ._base import BaseSelector, iter_batches, resolve_class_balance, sketch_source
+from ._base import (
+    BaseSelector,
+    iter_batches,
+    labels_of_every_batch,
+    resolve_class_balance,
+    sketch_source,
+)
 from ._strata import stratified_sample
 
 
@@ -352,7 +358,9 @@ class AgreementSelector(BaseSelector):
             keep = np.argsort(-preference, kind="stable")[:kept]
             return keep[stratified_sample(rng, preference[keep], n_select, self.n_strata)]
         if self.strategy == "proportional":
-            return weighted_sample_without_replacement(rng, (1 + preference) / 2, n_select)
+            # Clipped: a float32 cosine can exceed 1 by a rounding error.
+            weights = np.clip((1 + preference) / 2, 0.0, 1.0)
+            return weighted_sample_without_replacement(rng, weights, n_select)
         if self.strategy == "top" or self.diversity == 0:
             return np.argsort(-preference, kind="stable")[:n_select]
         # A zero projection has no direction: it adds nothing to the cover, so it
@@ -495,29 +503,37 @@ class AgreementSelector(BaseSelector):
         _check_rows(n_rows, start)
         if units is None:
             units = array_namespace(pieces[0]).concat(pieces, axis=0)
-        return units, np.concatenate(labels) if labels else None, directions
+        return units, labels_of_every_batch(labels, start), directions
 
     def _streamed_scores(self, source, directions):
-        totals, n_rows = {}, 0
+        # Sums per label, always: whether they are one consensus or one per class
+        # is known only once every label has been seen ("auto").
+        totals, n_rows, seen_labels = {}, 0, []
+        use_labels = self.class_balance is not None
         for units, labels, directions in self._batch_units(source, directions):
             xp = array_namespace(units)
             n_rows += units.shape[0]
-            per_class = resolve_class_balance(self.class_balance, labels) is not None
             if self.class_balance not in ("auto", None) and labels is None:
                 raise ValueError(
                     f"class_balance={self.class_balance!r} needs labels: yield "
                     f"(X_batch, y_batch) pairs."
                 )
-            for key, rows in _groups(labels if per_class else None, units.shape[0]):
+            if labels is not None:
+                seen_labels.append(labels)
+            for key, rows in _groups(labels if use_labels else None, units.shape[0]):
                 part = xp.take(units, xp.asarray(rows, device=device(units)), axis=0)
                 total = xp.sum(part, axis=0, dtype=xp.float64)
                 totals[key] = total if key not in totals else totals[key] + total
         _check_rows(n_rows, n_rows)
+        all_labels = labels_of_every_batch(seen_labels, n_rows)
+        per_class = resolve_class_balance(self.class_balance, all_labels) is not None
+        if not per_class:
+            totals = {None: sum(totals.values())}
         consensus = {}
         for key, total in totals.items():
             norm = float(xp.linalg.vector_norm(total))
             consensus[key] = None if norm == 0 else total / norm
-        scores, all_labels, seen = np.zeros(n_rows), [], 0
+        scores, seen = np.zeros(n_rows), 0
         for units, labels, _ in self._batch_units(source, directions):
             for key, rows in _groups(labels if per_class else None, units.shape[0]):
                 if consensus.get(key) is not None:
@@ -525,11 +541,8 @@ class AgreementSelector(BaseSelector):
                     direction = xp.astype(consensus[key], units.dtype)
                     scores[seen + rows] = to_numpy(part @ direction)
             seen += units.shape[0]
-            if labels is not None:
-                all_labels.append(labels)
         _check_rows(n_rows, seen)
-        labels = np.concatenate(all_labels) if all_labels else None
-        return scores[:, None], labels, directions
+        return scores[:, None], all_labels, directions
 
 
 def _groups(labels, n_rows):

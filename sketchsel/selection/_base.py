@@ -98,6 +98,19 @@ def resolve_class_balance(class_balance, y):
     return "proportional"
 
 
+def labels_of_every_batch(labels, n_rows):
+    """The labels of all rows, or None when no batch had any; an error when some lacked them."""
+    if not labels:
+        return None
+    labels = np.concatenate(labels)
+    if labels.shape[0] != n_rows:
+        raise ValueError(
+            f"Some batches yielded labels and others did not ({labels.shape[0]} labels for "
+            f"{n_rows} rows): yield (X_batch, y_batch) pairs for every batch, or none."
+        )
+    return labels
+
+
 def is_batch_source(X):
     """Whether X is a source of batches rather than an array.
 

@@ -14,7 +14,7 @@ from .._array_api import array_namespace, check_array, device, to_numpy
 from ..linalg._projection import _random_projection, seed_from
 from ..sampling._weighted import weighted_sample_without_replacement
 from ..sketch._dask import map_row_blocks
-from ._base import BaseSelector, iter_batches
+from ._base import BaseSelector, iter_batches, labels_of_every_batch
 from ._moment_qp import best_gamma, moment_terms, solve_moment_matching
 
 # Eigenvalues below this fraction of the largest are round-off of a rank-deficient sketch.
@@ -87,11 +87,13 @@ class MomentMatchingSelector(BaseSelector):
     max_iter : int, default=1000
         Most iterations of the solver; a :class:`~sklearn.exceptions.ConvergenceWarning`
         says when they did not reach ``tol``.
-    class_balance : {"equal", "proportional"}, default=None
+    class_balance : {"equal", "proportional", "auto"} or None, default=None
         Solve one program per class of ``y``, on that class's rows and with
         its quota: "proportional" keeps the class shares, "equal" gives
         every class the same quota and shares what a small class cannot use
-        among the others. None ignores ``y``.
+        among the others; "auto" is "proportional" when ``y`` holds class
+        labels and None otherwise. None ignores ``y`` (on the benchmark,
+        balancing lowered the accuracy at 10% and 25% of digits).
     random_state : int, RandomState instance or None, default=None
         Seeds the projection and the sampling of ``rounding="sample"``; with
         ``rounding="top"`` the choice depends on it through the projection
@@ -287,7 +289,7 @@ class MomentMatchingSelector(BaseSelector):
         if not pieces:
             raise ValueError("The source of batches yielded no rows; X must hold at least one.")
         sketch = array_namespace(pieces[0]).concat(pieces, axis=0)
-        return sketch, np.concatenate(labels) if labels else None, n_features
+        return sketch, labels_of_every_batch(labels, sketch.shape[0]), n_features
 
     def _reduce_dask(self, X, y):
         """Stage 1 on a Dask array: each block projected where it lives; N x m rows travel."""
