@@ -219,14 +219,15 @@ class FastMaxVol(BaseSelector):
         return self._fit(X, y, gradients=gradients)
 
     def _represent(self, X, xp):
-        return self._scaled(X, xp, resolve_n_select(self.n_select, X.shape[0]), X.shape[0])
+        self.unit_rows_ = self._scales_rows(resolve_n_select(self.n_select, X.shape[0]),
+                                            X.shape[0])
+        return unit_rows(xp, X) if self.unit_rows_ else X
 
-    def _scaled(self, rows, xp, n_select, n_samples):
-        """The rows, at unit norm when ``unit_rows`` asks for it; sets ``unit_rows_``."""
-        self.unit_rows_ = (
-            5 * n_select < n_samples if self.unit_rows == "auto" else bool(self.unit_rows)
-        )
-        return unit_rows(xp, rows) if self.unit_rows_ else rows
+    def _scales_rows(self, n_select, n_samples):
+        """Whether ``unit_rows`` asks for unit rows at this budget."""
+        if self.unit_rows == "auto":
+            return 5 * n_select < n_samples
+        return bool(self.unit_rows)
 
     def _select(self, X, xp, n_select, gradients=None):
         n_samples, n_features = X.shape
@@ -287,10 +288,12 @@ class FastMaxVol(BaseSelector):
             n_rows = sum(check_array(rows)[0].shape[0] for rows, _ in iter_batches(source))
         n_select = resolve_n_select(self.n_select, n_rows) if n_rows else self.n_select
 
+        self.unit_rows_ = self._scales_rows(n_select, n_rows)
+
         def scaled():
             for rows, batch_labels in iter_batches(source):
                 rows, xp = check_array(rows, backend=backend)
-                yield self._scaled(rows, xp, n_select, n_rows), batch_labels
+                yield (unit_rows(xp, rows) if self.unit_rows_ else rows), batch_labels
 
         # As in the in-memory path, where the rank never exceeds the budget.
         rank = min(self.rank or n_select, n_select)
