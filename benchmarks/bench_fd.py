@@ -22,9 +22,9 @@ import time
 import tracemalloc
 
 import numpy as np
+from _report import run
 from sklearn.decomposition import IncrementalPCA
 from sklearn.utils.extmath import randomized_svd
-from _report import run
 
 from sketchsel import FrequentDirections
 

@@ -24,8 +24,8 @@ import time
 
 import numpy as np
 import scipy.linalg
-from scipy.linalg.blas import dger
 from _report import run
+from scipy.linalg.blas import dger
 
 from sketchsel.linalg import maxvol
 

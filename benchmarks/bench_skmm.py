@@ -514,7 +514,7 @@ def bench_speed(n_samples, m, n, steps, seconds, tuning_steps):
         f"| reference learning rate | {multiple:g} / n |",
         f"| reference steps run | {len(times)} ({clock[-1]:.1f} s: set-up "
         f"{reference_setup:.2f} s, then {np.mean(times):.3f} s per step) |",
-        f"| reference f at steps 1, 10, 100, last | "
+        "| reference f at steps 1, 10, 100, last | "
         + ", ".join(f"{objectives[k]:.4g}" for k in (0, 9, 99, len(times) - 1) if k < len(times))
         + " |",
         f"| f at the start: ours (s = 1/N), reference (1/n on n random rows) | "

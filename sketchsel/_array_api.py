@@ -232,3 +232,9 @@ def unit_rows(xp, Z):
     """Rows scaled to unit Euclidean norm; zero rows stay zero."""
     norms = xp.linalg.vector_norm(Z, axis=1)
     return Z / xp.where(norms > 0, norms, 1.0)[:, None]
+
+
+def capped_rows(xp, Z, cap):
+    """Rows whose Euclidean norm exceeds ``cap > 0`` scaled down to it; the others as given."""
+    norms = xp.linalg.vector_norm(Z, axis=1)
+    return Z * (cap / xp.maximum(norms, cap))[:, None]

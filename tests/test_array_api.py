@@ -8,11 +8,20 @@ import array_api_strict
 import numpy as np
 import pytest
 import torch
-from numpy.testing import assert_allclose
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from numpy.testing import assert_allclose, assert_array_equal
 
 import sketchsel
 from sketchsel import FrequentDirections, config_context, get_config, set_config
-from sketchsel._array_api import check_array, gpu_available, resolve_backend, to_numpy
+from sketchsel._array_api import (
+    capped_rows,
+    check_array,
+    gpu_available,
+    resolve_backend,
+    to_numpy,
+)
 
 needs_gpu = pytest.mark.skipif(not gpu_available(), reason="needs CuPy and a CUDA GPU")
 
@@ -206,3 +215,20 @@ def test_selectors_choose_on_cupy_what_they_choose_on_numpy(make):
     on_cpu = make().fit(G, y)
     on_gpu = make().fit(cupy.asarray(G), y)
     assert on_gpu.select().tolist() == on_cpu.select().tolist()
+
+
+@given(
+    arrays(np.float64, st.tuples(st.integers(1, 12), st.integers(1, 5)),
+           elements=st.floats(-1e3, 1e3, allow_subnormal=False)),
+    st.floats(1e-3, 1e3),
+)
+def test_capped_rows_shorten_only_the_rows_above_the_cap_and_keep_their_direction(Z, cap):
+    given_rows = Z.copy()
+    capped = capped_rows(np, Z, cap)
+    norms, new_norms = np.linalg.norm(Z, axis=1), np.linalg.norm(capped, axis=1)
+    assert_array_equal(Z, given_rows)
+    assert np.all(new_norms <= cap * (1 + 1e-12))
+    short = norms <= cap
+    assert_array_equal(capped[short], Z[short])
+    assert_allclose(new_norms[~short], cap, rtol=1e-12)
+    assert_allclose(capped[~short] * (norms[~short] / cap)[:, None], Z[~short], rtol=1e-9)

@@ -13,8 +13,8 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 import sketchsel
 from sketchsel._array_api import array_namespace, to_numpy
-from sketchsel.linalg import fast_maxvol, maxvol, rect_maxvol
 from sketchsel.linalg import _maxvol as impl
+from sketchsel.linalg import fast_maxvol, maxvol, rect_maxvol
 
 
 def log_volume(A, pivots):

@@ -72,7 +72,7 @@ def test_selection_readers_agree():
 
 def test_rank_many_rows_span_a_low_rank_matrix():
     X = low_rank(rank=6)
-    selector = FastMaxVol(n_select=6, unit_rows=False).fit(X)
+    selector = FastMaxVol(n_select=6, row_norms=None).fit(X)
     assert selector.rank_ == 6
     assert_allclose(selector.coefficients_ @ X[selector.pivots_], X, atol=1e-8)
     assert np.abs(selector.coefficients_).max() <= 1.05 + 1e-9
@@ -80,14 +80,14 @@ def test_rank_many_rows_span_a_low_rank_matrix():
 
 def test_features_used_as_they_are_give_the_maxvol_rows():
     X = np.random.default_rng(1).standard_normal((400, 8))
-    selector = FastMaxVol(n_select=8, unit_rows=False).fit(X)
+    selector = FastMaxVol(n_select=8, row_norms=None).fit(X)
     assert_array_equal(selector.pivots_, maxvol(X)[0])
 
 
 @given(st.integers(0, 2**31 - 1))
 def test_volume_within_the_dominance_factor_of_brute_force(seed):
     X = np.random.default_rng(seed).standard_normal((9, 2))
-    selector = FastMaxVol(n_select=2).fit(X)
+    selector = FastMaxVol(n_select=2, row_norms=None).fit(X)
     best = max(np.linalg.slogdet(X[list(rows)])[1] for rows in itertools.combinations(range(9), 2))
     assert selector.volume_ >= best - 2 * np.log(1.05 * np.sqrt(2)) - 1e-9
 
@@ -208,7 +208,7 @@ def oracle_residual(X, G, rank):
 @pytest.mark.parametrize("eps", [0.5, 0.05])
 def test_dynamic_rank_is_the_smallest_rank_within_eps(eps):
     X, G = graft_problem()
-    selector = FastMaxVol(n_select=12, rank="auto", eps=eps, unit_rows=False).fit(X, gradients=G)
+    selector = FastMaxVol(n_select=12, rank="auto", eps=eps, row_norms=None).fit(X, gradients=G)
     tried = selector.residuals_
     assert sorted(tried) == list(range(1, selector.rank_ + 1))
     assert selector.residual_ <= eps
@@ -324,40 +324,47 @@ def test_auto_class_balance_is_proportional_with_class_labels_and_none_without(m
         assert_array_equal(alone.select(), unbalanced)
 
 
-def test_unit_rows_select_by_direction_and_auto_uses_them_below_a_fifth():
+def test_row_norms_cap_the_long_rows_at_the_median_or_scale_every_row_to_unit_norm():
     rng = np.random.default_rng(31)
-    X = rng.standard_normal((500, 12))
+    X = rng.standard_normal((500, 12)) * rng.uniform(0.5, 2.0, (500, 1))
     X[:5] *= 100.0  # five huge rows: raw maxvol takes them first
-    units = X / np.linalg.norm(X, axis=1, keepdims=True)
-    raw = FastMaxVol(n_select=12, unit_rows=False).fit(X)
-    assert set(range(5)) <= set(raw.select().tolist())
-    scaled = FastMaxVol(n_select=12, unit_rows=True).fit(X)
-    assert scaled.unit_rows_
-    assert_array_equal(scaled.select(), FastMaxVol(n_select=12, unit_rows=False).fit(units).select())
+    X[5:9] = 0.0  # zero rows do not pull the median down
+    given = X.copy()
+    norms = np.linalg.norm(X, axis=1)
+    median = np.median(norms[norms > 0])
+    capped = X * np.minimum(1.0, median / np.maximum(norms, 1e-300))[:, None]
+    units = X / np.maximum(norms, 1e-300)[:, None]
+    raw = FastMaxVol(n_select=12, row_norms=None).fit(X)
+    assert set(range(5)) <= set(raw.select().tolist()) and raw.norm_cap_ is None
+    default = FastMaxVol(n_select=12).fit(X)
+    assert default.norm_cap_ == pytest.approx(median, rel=1e-12)
+    assert not set(range(5)) <= set(default.select().tolist())
+    assert_array_equal(default.select(), FastMaxVol(n_select=12, row_norms=None).fit(capped).select())
+    scaled = FastMaxVol(n_select=12, row_norms="unit").fit(X)
+    assert_array_equal(scaled.select(), FastMaxVol(n_select=12, row_norms=None).fit(units).select())
     assert_allclose(scaled.coefficients_ @ units[scaled.pivots_], units @ np.eye(12), atol=1e-8)
-    for n_select, unit in [(99, True), (100, False), (0.19, True), (0.2, False)]:
-        auto = FastMaxVol(n_select=n_select).fit(X)
-        assert auto.unit_rows_ is unit
-        expected = FastMaxVol(n_select=n_select, unit_rows=unit).fit(X)
-        assert_array_equal(auto.select(), expected.select())
-    # The rows given are not changed, and gradients stay as given.
-    assert np.abs(X[:5]).max() > 50
+    assert_array_equal(X, given)  # the rows given are not changed
+    # Gradients stay as given.
     G = rng.standard_normal((500, 3))
-    weighted = FastMaxVol(n_select=12, unit_rows=True).fit(X, gradients=G)
+    weighted = FastMaxVol(n_select=12).fit(X, gradients=G)
     chosen = weighted.select()
     target = G.mean(axis=0)
     assert_allclose(G[chosen].T @ weighted.sample_weight_,
                     G[chosen].T @ np.linalg.lstsq(G[chosen].T, target, rcond=None)[0])
+    # Every row zero: nothing to cap.
+    assert FastMaxVol(n_select=3).fit(np.zeros((20, 4))).norm_cap_ is None
 
 
-def test_unit_rows_from_a_source_of_batches_equal_the_in_memory_choice():
+def test_row_norms_from_a_source_of_batches_equal_the_in_memory_choice():
     rng = np.random.default_rng(32)
     X = rng.standard_normal((400, 30)) * rng.uniform(0.1, 10, (400, 1))
-    for n_select in (20, 0.1, 0.5):
-        in_memory = FastMaxVol(n_select=n_select).fit(X)
-        streamed = FastMaxVol(n_select=n_select).fit(lambda: iter(np.array_split(X, 6)))
-        assert streamed.unit_rows_ == in_memory.unit_rows_
-        assert_array_equal(streamed.select(), in_memory.select())
+    for row_norms in ("median", "unit", None):
+        for n_select in (20, 0.1, 0.5):
+            in_memory = FastMaxVol(n_select=n_select, row_norms=row_norms).fit(X)
+            streamed = FastMaxVol(n_select=n_select, row_norms=row_norms).fit(
+                lambda: iter(np.array_split(X, 6)))
+            assert streamed.norm_cap_ == in_memory.norm_cap_
+            assert_array_equal(streamed.select(), in_memory.select())
 
 
 def test_proportional_quotas_break_equal_remainders_towards_the_first_classes():

@@ -14,6 +14,11 @@ from .._array_api import check_array, device, resolve_backend, to_numpy
 from .._config import BACKENDS
 
 
+def empty_source_error():
+    """The error for a source of batches that yielded no rows."""
+    return ValueError("The source of batches yielded no rows; X must hold at least one.")
+
+
 def resolve_n_select(n_select, n_samples):
     """The number of rows a budget asks for: a count, or a fraction of n_samples.
 
@@ -177,7 +182,7 @@ def sketch_source(source, make_sketch, backend):
         sketch.partial_fit(rows)
         n_rows += rows.shape[0]
     if sketch is None:
-        raise ValueError("The source of batches yielded no rows; X must hold at least one.")
+        raise empty_source_error()
     return sketch, n_rows
 
 
