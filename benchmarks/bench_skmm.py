@@ -23,7 +23,7 @@ uniform sampling; sampling without replacement proportional to the full data's r
 leverage scores (same alpha); herding (greedy matching of the mean of the chosen rows to the
 data's, DeepCore's Herding) and k-center greedy (farthest point, from a random first point),
 both on the raw features. SkMM is MomentMatchingSelector(sketch_size=m) with its defaults
-(moment_coef=0.5, moment_scale="relative", rounding="top") and with other values of
+(moment_coef=0.3, moment_scale="relative", rounding="top") and with other values of
 moment_coef, rounding and moment_scale, among them the paper's form (absolute scale, c close
 to 1, as in the authors' notebook).
 
@@ -230,9 +230,11 @@ def bench_quality(generator, n_samples, n_features, n_clusters, n_seeds, multipl
     X0, y0, *_ = make(0, n_samples, n_features, n_clusters)
     alpha = cross_validated_alpha(X0, y0)
     variants = {
-        "SkMM, moment_coef=0.5, relative, sample": dict(rounding="sample"),
-        "SkMM, defaults (moment_coef=0.5, relative, top)": {},
+        "SkMM, defaults (moment_coef=0.3, relative, top)": {},
+        "SkMM, moment_coef=0.3, relative, sample": dict(rounding="sample"),
         "SkMM, moment_coef=0.35, relative, sample": dict(moment_coef=0.35, rounding="sample"),
+        "SkMM, moment_coef=0.5, relative, top": dict(moment_coef=0.5),
+        "SkMM, moment_coef=0.5, relative, sample": dict(moment_coef=0.5, rounding="sample"),
         "SkMM, moment_coef=0.8, relative, sample": dict(moment_coef=0.8, rounding="sample"),
         "SkMM, moment_coef=0.999, relative, sample": dict(moment_coef=0.999, rounding="sample"),
         "SkMM, paper's form (moment_coef=0.999, absolute, sample)": dict(
