@@ -3,7 +3,7 @@
 Run from the repository root (needs the torch extra for the MLP rows):
 
     python benchmarks/bench_quality.py           # writes benchmarks/results/bench_quality.md
-    python benchmarks/bench_quality.py --quick   # 2 seeds, budgets 10% and 25%
+    python benchmarks/bench_quality.py --quick   # 2 splits, budgets 10% and 25%
 
 Datasets: the real ones scikit-learn installs (no network): digits (1,797 images of 8 x 8
 pixels, 10 classes), breast cancer (569 tumours, 30 measurements, 2 classes) and wine
