@@ -447,25 +447,13 @@ class AgreementSelector(BaseSelector):
         if resolve_class_balance(self.class_balance, y) is None:
             groups = da.ones((X.shape[0], 1), chunks=(X.chunks[0], 1))
         else:
-            if y is None:
-                raise ValueError(
-                    f"class_balance={self.class_balance!r} needs the class labels y; pass "
-                    f"fit(X, y), or use class_balance=None."
-                )
-            labels = column_or_1d(to_numpy(y))
-            if labels.shape[0] != X.shape[0]:
-                raise ValueError(
-                    f"y has {labels.shape[0]} labels but X has {X.shape[0]} rows; they must "
-                    f"match."
-                )
-            codes = np.unique(labels, return_inverse=True)[1]
+            y = self._class_labels(y, X.shape[0])
+            codes = np.unique(y, return_inverse=True)[1]
             groups = da.from_array(
                 np.eye(codes.max() + 1)[codes], chunks=(X.chunks[0], -1)
             )
         totals = (groups.T @ units.astype(np.float64)).compute()
-        norms = np.linalg.norm(totals, axis=1, keepdims=True)
-        consensus = np.where(norms > 0, totals / np.where(norms > 0, norms, 1.0), 0.0)
-        consensus = consensus.astype(units.dtype)
+        consensus = unit_rows(np, totals).astype(units.dtype)
         scores = ((units @ consensus.T) * groups).sum(axis=1).compute()
         self._from_source = {"directions": directions, "scored": True}
         return np.asarray(scores, dtype=np.float64)[:, None], y, n_features

@@ -323,8 +323,8 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
             f"source of batches (AgreementSelector and MomentMatchingSelector take Dask arrays)."
         )
 
-    def _class_quotas(self, y, n_samples, n_select):
-        """Class codes of the rows and the quota of each class; sets classes_, class_quotas_."""
+    def _class_labels(self, y, n_samples):
+        """y as a 1-D NumPy array of class labels, one per row; clear errors otherwise."""
         if y is None:
             raise ValueError(
                 f"class_balance={self.class_balance!r} needs the class labels y; pass "
@@ -336,6 +336,11 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
                 f"y has {y.shape[0]} labels but X has {n_samples} rows; they must match."
             )
         check_classification_targets(y)
+        return y
+
+    def _class_quotas(self, y, n_samples, n_select):
+        """Class codes of the rows and the quota of each class; sets classes_, class_quotas_."""
+        y = self._class_labels(y, n_samples)
         self.classes_, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
         self.class_quotas_ = class_quotas(counts, n_select, self.class_balance_)
         return codes, self.class_quotas_
