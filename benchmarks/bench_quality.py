@@ -67,11 +67,16 @@ METHODS = {
     "AgreementSelector(strategy='proportional')":
         lambda s, b: AgreementSelector(n_select=b, strategy="proportional", random_state=s),
     "MomentMatchingSelector()": lambda s, b: MomentMatchingSelector(n_select=b, random_state=s),
-    "MomentMatchingSelector(rounding='sample')":
-        lambda s, b: MomentMatchingSelector(n_select=b, rounding="sample", random_state=s),
-    "MomentMatchingSelector(class_balance='proportional')":
-        lambda s, b: MomentMatchingSelector(n_select=b, class_balance="proportional",
+    "MomentMatchingSelector(class_balance=None)":
+        lambda s, b: MomentMatchingSelector(n_select=b, class_balance=None, random_state=s),
+    "MomentMatchingSelector(fallback=None)":
+        lambda s, b: MomentMatchingSelector(n_select=b, fallback=None, random_state=s),
+    "MomentMatchingSelector(class_balance=None, fallback=None)":
+        lambda s, b: MomentMatchingSelector(n_select=b, class_balance=None, fallback=None,
                                             random_state=s),
+    "MomentMatchingSelector(class_balance=None, fallback=None, rounding='sample')":
+        lambda s, b: MomentMatchingSelector(n_select=b, class_balance=None, fallback=None,
+                                            rounding="sample", random_state=s),
     "FastMaxVol()": lambda s, b: FastMaxVol(n_select=b),
     "FastMaxVol(row_norms=None)": lambda s, b: FastMaxVol(n_select=b, row_norms=None),
     "FastMaxVol(row_norms='unit')": lambda s, b: FastMaxVol(n_select=b, row_norms="unit"),

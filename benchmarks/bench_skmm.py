@@ -23,7 +23,8 @@ uniform sampling; sampling without replacement proportional to the full data's r
 leverage scores (same alpha); herding (greedy matching of the mean of the chosen rows to the
 data's, DeepCore's Herding) and k-center greedy (farthest point, from a random first point),
 both on the raw features. SkMM is MomentMatchingSelector(sketch_size=m) with its defaults
-(moment_coef=0.3, moment_scale="relative", rounding="top") and with other values of
+(moment_coef=0.3, moment_scale="relative", rounding="top"; every budget is above m, which
+bounds the sketch's rank, so its maxvol fallback never chooses here) and with other values of
 moment_coef, rounding and moment_scale, among them the paper's form (absolute scale, c close
 to 1, as in the authors' notebook).
 
@@ -549,9 +550,11 @@ def bench_digits(budgets, n_seeds):
     X_train, X_test, y_train, y_test, G, full = digits_gradients()
     variants = {
         "SkMM, defaults": {},
-        'SkMM, class_balance="proportional"': {"class_balance": "proportional"},
-        "SkMM, paper's form (moment_coef=0.999, absolute, sample)": {
-            "moment_coef": 0.999, "moment_scale": "absolute", "rounding": "sample"
+        "SkMM, class_balance=None": {"class_balance": None},
+        "SkMM, class_balance=None, fallback=None": {"class_balance": None, "fallback": None},
+        "SkMM, paper's form (moment_coef=0.999, absolute, sample, no fallback, no balancing)": {
+            "moment_coef": 0.999, "moment_scale": "absolute", "rounding": "sample",
+            "fallback": None, "class_balance": None,
         },
     }
     lines = [

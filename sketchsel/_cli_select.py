@@ -115,7 +115,7 @@ def add_parser(commands):
     parser.add_argument("--class-balance", choices=["auto", "equal", "proportional", "none"],
                         help="select within each class of --labels; 'auto': in proportion "
                         "to the classes when labels are given; 'none' ignores them (default: "
-                        "the method's: 'auto' for agreement, none for moment and maxvol)")
+                        "the method's: 'auto' for agreement and moment, none for maxvol)")
     parser.add_argument("--key", help="array name inside a .npz gradients file")
     parser.add_argument("--sketch-size", type=int,
                         help="sketch size of agreement and moment (their default otherwise)")

@@ -17,7 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import InvalidParameterError
 
 import sketchsel
-from sketchsel import MomentMatchingSelector
+from sketchsel import FastMaxVol, MomentMatchingSelector
 from sketchsel.linalg import capped_simplex_projection, random_projection
 from sketchsel.linalg._simplex import capped_simplex_minimum
 from sketchsel.selection._moment_qp import best_gamma, moment_terms, solve_moment_matching
@@ -375,6 +375,70 @@ def test_class_balance_solves_one_program_per_class(mode):
         assert_allclose(selector.eigenvalues_[label], expected, rtol=1e-9, atol=1e-12)
 
 
+def low_rank(seed, n=300, d=20, rank=12):
+    rng = np.random.default_rng(seed)
+    G = rng.standard_normal((n, rank)) @ rng.standard_normal((rank, d))
+    G[: n // 10] *= 5.0  # long rows, which the program's shares favour
+    return G
+
+
+def test_below_the_sketch_rank_maxvol_chooses_and_the_program_scores_its_rows():
+    G, n_select, coef = low_rank(12), 8, 0.3
+    copy = G.copy()
+    selector = MomentMatchingSelector(n_select=n_select, moment_coef=coef).fit(G)
+    chosen = selector.select()
+    assert selector.fallback_used_ and selector.n_iter_ == 0
+    assert_array_equal(chosen, FastMaxVol(n_select=n_select).fit(G).select())
+    assert np.linalg.matrix_rank(G[chosen]) == n_select
+    assert_array_equal(selector.scores_, np.isin(np.arange(300), chosen).astype(float))
+    assert_array_equal(G, copy)
+    # The attributes describe uniform shares on the chosen rows: exact SVD as the oracle.
+    _, singular, Vt = np.linalg.svd(G, full_matrices=False)
+    eigenvalues = singular**2 / 300
+    kept = eigenvalues > 1e-10 * eigenvalues[0]
+    assert kept.sum() == 12
+    moments = np.mean((G[chosen] @ Vt[kept].T) ** 2, axis=0) / eigenvalues[kept]
+    assert selector.objective_ == pytest.approx(np.sum(np.clip(1 / coef - moments, 0, None) ** 2))
+    assert_allclose(selector.gamma_[kept], np.maximum(1 / coef, moments), rtol=1e-8)
+    assert_allclose(selector.gamma_[~kept], 1 / coef)
+    assert_allclose(selector.eigenvalues_, eigenvalues, atol=1e-9)
+
+
+def test_at_the_sketch_rank_or_without_fallback_the_program_chooses():
+    G = low_rank(13)
+    at_rank = MomentMatchingSelector(n_select=12).fit(G)
+    assert not at_rank.fallback_used_ and at_rank.n_iter_ > 0
+    assert_array_equal(at_rank.select(), MomentMatchingSelector(n_select=12, fallback=None)
+                       .fit(G).select())
+    below = MomentMatchingSelector(n_select=8, fallback=None).fit(G)
+    assert not below.fallback_used_ and below.n_iter_ > 0
+    # Without the fallback, the rows with the largest shares: here the long rows.
+    chosen = below.select()
+    others = np.setdiff1d(np.arange(300), chosen)
+    assert below.scores_[chosen].min() >= below.scores_[others].max()
+    assert np.all(chosen < 30)
+
+
+def test_the_fallback_is_decided_per_class_and_streamed_as_in_memory():
+    G = np.vstack([low_rank(14, n=200, rank=12), low_rank(15, n=100, rank=4)])
+    y = np.repeat([0, 1], [200, 100])
+    selector = MomentMatchingSelector(n_select=15).fit(G, y)  # class_balance="auto"
+    # Quotas 10 and 5: below the first class's rank of 12, above the second's of 4.
+    assert selector.class_quotas_.tolist() == [10, 5]
+    assert selector.fallback_used_ == [True, False]
+
+    def source():
+        return ((G[i : i + 64], y[i : i + 64]) for i in range(0, 300, 64))
+
+    # Sketched to 16 columns: rank 16 in all, 12 and 4 per class.
+    for params, used in [({"class_balance": None}, True), ({}, [True, False])]:
+        kwargs = dict(n_select=15, sketch_size=16, random_state=0, **params)
+        in_memory = MomentMatchingSelector(**kwargs).fit(G, y)
+        assert in_memory.fallback_used_ == used
+        assert_array_equal(MomentMatchingSelector(**kwargs).fit(source).select(),
+                           in_memory.select())
+
+
 def test_float32_and_other_namespaces_agree():
     G = gradients(7, d=30)
     expected = MomentMatchingSelector(n_select=50, sketch_size=64, rounding="top").fit(G)
@@ -411,6 +475,7 @@ def test_every_row_asked_for_is_every_row():
     "params, match",
     [({"moment_coef": 0}, "moment_coef"), ({"moment_coef": 1.5}, "moment_coef"),
      ({"rounding": "round"}, "rounding"), ({"projection": "fd"}, "projection"),
+     ({"fallback": "top"}, "fallback"),
      ({"sketch_size": 0}, "sketch_size"), ({"tol": -1.0}, "tol"), ({"max_iter": -1}, "max_iter")],
 )
 def test_invalid_parameters_name_the_parameter(params, match):
