@@ -439,6 +439,21 @@ def test_the_fallback_is_decided_per_class_and_streamed_as_in_memory():
                            in_memory.select())
 
 
+def test_the_fallback_chooses_alike_in_float32_and_other_namespaces():
+    G = low_rank(16)
+    expected = MomentMatchingSelector(n_select=8).fit(G)
+    assert expected.fallback_used_
+    single = MomentMatchingSelector(n_select=8).fit(G.astype(np.float32))
+    assert single.fallback_used_
+    assert_array_equal(single.select(), expected.select())
+    for convert in (torch.from_numpy, array_api_strict.asarray):
+        with sketchsel.config_context(backend="array_api"):
+            got = MomentMatchingSelector(n_select=8).fit(convert(G))
+        assert got.fallback_used_
+        assert_array_equal(got.select(), expected.select())
+        assert got.objective_ == pytest.approx(expected.objective_, rel=1e-10)
+
+
 def test_float32_and_other_namespaces_agree():
     G = gradients(7, d=30)
     expected = MomentMatchingSelector(n_select=50, sketch_size=64, rounding="top").fit(G)

@@ -335,22 +335,26 @@ class MomentMatchingSelector(BaseSelector):
         sketch = map_row_blocks(X, lambda rows: self._sketch(rows, seed), width)
         return sketch.compute(), y, n_features
 
-    def _select(self, X, xp, n_select):
+    def _program(self, xp, X):
+        """Eigenvalues, A and gamma's units (as ``moment_scale`` asks), and the sketch's rank."""
         eigenvalues, A = moment_terms(xp, X)
-        floor = 1.0 / self.moment_coef
         # Directions below round-off: the sketch's rank counts only the others.
         kept = eigenvalues > _RELATIVE_CUTOFF * float(xp.max(eigenvalues))
-        if self.moment_scale == "relative":
-            # Whitened coordinates; the directions not kept get no weight and no target.
-            A = A / xp.where(kept, eigenvalues, xp.inf)
-            units = xp.astype(kept, xp.float64)
-        else:
-            units = eigenvalues
+        rank = int(xp.sum(xp.astype(kept, xp.int64)))
+        if self.moment_scale == "absolute":
+            return eigenvalues, A, eigenvalues, rank
+        # Whitened coordinates; the directions not kept get no weight and no target.
+        A = A / xp.where(kept, eigenvalues, xp.inf)
+        return eigenvalues, A, xp.astype(kept, xp.float64), rank
+
+    def _select(self, X, xp, n_select):
+        eigenvalues, A, units, rank = self._program(xp, X)
+        floor = 1.0 / self.moment_coef
         target = units * floor
         n_rows = X.shape[0]
         # n rows span at most n directions, so below the sketch's rank no rounding
         # of the shares covers every direction, the condition the variance bound needs.
-        fallback = self.fallback == "maxvol" and n_select < int(xp.sum(xp.astype(kept, xp.int64)))
+        fallback = self.fallback == "maxvol" and n_select < rank
         if fallback:
             rows = FastMaxVol(n_select, backend=self.backend).fit(X).sample_indices_
             start = np.zeros(n_rows)
