@@ -382,6 +382,7 @@ def low_rank(seed, n=300, d=20, rank=12):
     return G
 
 
+@pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
 def test_below_the_sketch_rank_maxvol_chooses_and_the_program_scores_its_rows():
     G, n_select, coef = low_rank(12), 8, 0.3
     copy = G.copy()
@@ -419,6 +420,7 @@ def test_at_the_sketch_rank_or_without_fallback_the_program_chooses():
     assert np.all(chosen < 30)
 
 
+@pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
 def test_the_fallback_is_decided_per_class_and_streamed_as_in_memory():
     G = np.vstack([low_rank(14, n=200, rank=12), low_rank(15, n=100, rank=4)])
     y = np.repeat([0, 1], [200, 100])
