@@ -63,7 +63,9 @@ def resolve_backend(backend, X):
     """Return the concrete back-end, ``"numpy"``, ``"cupy"`` or ``"array_api"``, for X.
 
     ``backend=None`` takes the global setting of :func:`sketchsel.set_config`.
-    ``"auto"`` never moves data off a GPU and prefers CuPy when a GPU is present.
+    ``"auto"`` computes where the data is: arrays on a GPU stay there, other
+    input stays on the CPU, so that results come back in the caller's namespace
+    (scikit-learn's convention) and no transfer is paid without asking.
     """
     if backend is None:
         backend = get_config()["backend"]
@@ -74,7 +76,7 @@ def resolve_backend(backend, X):
         return "cupy"
     if _on_gpu(X):
         return "cupy" if gpu_available() else "array_api"
-    return "cupy" if gpu_available() else "numpy"
+    return "numpy"
 
 
 def to_numpy(x):

@@ -179,10 +179,7 @@ def run(args):
         f"features) in {elapsed:.2f} s; indices written to {outputs['output']}"
     )
     if args.scores:
-        scores = selector.scores_
-        if isinstance(scores, list):  # per class: back to one score per row
-            scores = _merge_class_scores(scores, selector.classes_, labels)
-        np.save(outputs["scores"], np.asarray(scores))
+        np.save(outputs["scores"], np.asarray(selector.scores_))
         print(f"scores written to {outputs['scores']}")
     if args.weights:
         np.save(outputs["weights"], selector.sample_weight_)
@@ -200,11 +197,3 @@ def _selector(args):
             raise CommandError("--sketch-size applies to agreement and moment, not maxvol.")
         params["sketch_size"] = args.sketch_size
     return SELECTORS[args.method](**params)
-
-
-def _merge_class_scores(per_class, classes, labels):
-    scores = np.full(labels.shape[0], np.nan)
-    for label, values in zip(classes, per_class):
-        if values is not None:
-            scores[labels == label] = np.asarray(values)
-    return scores

@@ -57,9 +57,10 @@ def set_config(backend=None):
     backend : {"auto", "numpy", "cupy", "array_api"}, default=None
         Where estimators compute when their own ``backend`` parameter is None.
 
-        - ``"auto"``: arrays already on a GPU stay there (CuPy, or the
-          array's own namespace when CuPy is missing); other input goes to
-          CuPy when a GPU is present and to NumPy otherwise.
+        - ``"auto"``: compute where the data is. Arrays on a GPU stay
+          there (CuPy, or the array's own namespace when CuPy is missing);
+          other input is computed on by NumPy, so NumPy in gives NumPy out
+          on every machine. Ask for ``"cupy"`` to move host data to a GPU.
         - ``"numpy"``: convert every input to NumPy (zero-copy for CPU
           arrays) and compute on the CPU.
         - ``"cupy"``: move every input to the current CuPy device

@@ -105,11 +105,10 @@ def test_non_finite_rows_are_named_for_every_namespace():
             check_array(INPUTS[kind](A), backend="array_api")
 
 
-def test_auto_backend_is_numpy_without_a_gpu():
-    if gpu_available():
-        pytest.skip("a GPU is present: auto means CuPy here")
+def test_auto_backend_computes_host_data_with_numpy_even_where_a_gpu_is_present():
     assert resolve_backend("auto", matrix()) == "numpy"
     assert resolve_backend(None, torch.zeros((2, 2))) == "numpy"
+    assert resolve_backend("auto", [[1.0, 2.0]]) == "numpy"
 
 
 def test_cupy_backend_without_cupy_says_how_to_fix():
@@ -169,7 +168,7 @@ def test_cupy_sketch_matches_numpy(backend):
 
     A = matrix(np.float32)
     reference = FrequentDirections(8, block_size=40, backend="numpy").fit(A)
-    fd = FrequentDirections(8, block_size=40, backend=backend).fit(A)
+    fd = FrequentDirections(8, block_size=40, backend=backend).fit(cupy.asarray(A))
     assert isinstance(fd.sketch_, cupy.ndarray)
     assert_allclose(gram(fd), gram(reference), atol=1e-4 * reference.squared_norm_)
 
@@ -205,8 +204,11 @@ def _selection_problem():
         lambda: sketchsel.FastMaxVol(n_select=0.1),
         lambda: sketchsel.FastMaxVol(n_select=0.3),
         lambda: sketchsel.MomentMatchingSelector(n_select=0.1, sketch_size=32, random_state=0),
+        lambda: sketchsel.MomentMatchingSelector(n_select=0.1, sketch_size=32, fallback=None,
+                                                 class_balance=None, random_state=0),
     ],
-    ids=["agreement", "agreement-stratified", "maxvol-unit-rows", "maxvol-raw", "moment"],
+    ids=["agreement", "agreement-stratified", "maxvol-unit-rows", "maxvol-raw", "moment",
+         "moment-program"],
 )
 def test_selectors_choose_on_cupy_what_they_choose_on_numpy(make):
     import cupy
@@ -232,3 +234,14 @@ def test_capped_rows_shorten_only_the_rows_above_the_cap_and_keep_their_directio
     assert_array_equal(capped[short], Z[short])
     assert_allclose(new_norms[~short], cap, rtol=1e-12)
     assert_allclose(capped[~short] * (norms[~short] / cap)[:, None], Z[~short], rtol=1e-9)
+
+
+@needs_gpu
+@pytest.mark.gpu
+def test_auto_keeps_numpy_input_on_the_cpu_where_a_gpu_is_present():
+    G, y = _selection_problem()
+    fd = FrequentDirections(8).fit(G)
+    assert isinstance(fd.sketch_, np.ndarray) and isinstance(fd.transform(G), np.ndarray)
+    selector = sketchsel.MomentMatchingSelector(n_select=60, sketch_size=16, random_state=3)
+    assert isinstance(selector.project(G), np.ndarray)
+    assert isinstance(selector.fit(G, y).scores_, np.ndarray)

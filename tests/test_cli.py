@@ -116,9 +116,9 @@ def test_select_with_labels_scores_and_an_npz_key(gradients):
                                       random_state=0).fit(G, y)
     np.testing.assert_array_equal(np.load(folder / "rows.npy"), selector.select())
     scores = np.load(folder / "s.npy")
-    assert scores.shape == (300,)
-    for label, values in zip(selector.classes_, selector.scores_):
-        np.testing.assert_allclose(scores[y == label], values)
+    np.testing.assert_allclose(scores, selector.scores_)
+    for label, quota in zip(selector.classes_, selector.class_quotas_):
+        assert scores[y == label].sum() == pytest.approx(quota)
     assert np.bincount(y[selector.select()]).tolist() == [10, 10, 10]
 
 

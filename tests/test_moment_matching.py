@@ -368,6 +368,13 @@ def test_class_balance_solves_one_program_per_class(mode):
     counts = np.bincount(y[selector.select()], minlength=3)
     assert counts.tolist() == selector.class_quotas_.tolist()
     assert len(selector.eigenvalues_) == 3
+    # One score per row, in the order of X: each class's relaxed selection at its rows.
+    assert selector.scores_.shape == (500,)
+    chosen = selector.get_support()
+    for label, quota in enumerate(selector.class_quotas_):
+        ours = y == label
+        assert selector.scores_[ours].sum() == pytest.approx(quota, rel=1e-9)
+        assert selector.scores_[ours & chosen].min() >= selector.scores_[ours & ~chosen].max()
     sketch = random_projection(G, 12, random_state=0)
     for label in range(3):
         part = sketch[y == label]

@@ -195,10 +195,12 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
     readers :meth:`select`, :meth:`get_support` and :meth:`fit_resample`.
 
     With class balancing, ``_select`` runs once per class, on that class's
-    rows and quota; the choices are mapped back to row indices of X, and each
-    fitted attribute becomes a list with one entry per class of ``classes_``
-    (None for a class with a zero quota). A selector that needs all rows at
-    once even then (a sketch shared by the classes) overrides ``_choose``.
+    rows and quota; the choices are mapped back to row indices of X. ``scores_``,
+    one score per row, is put back together in the order of X (0 for the rows
+    of a class with a zero quota); every other fitted attribute becomes a list
+    with one entry per class of ``classes_`` (None for a class with a zero
+    quota). A selector that needs all rows at once even then (a sketch shared
+    by the classes) overrides ``_choose``.
     """
 
     _parameter_constraints = {
@@ -349,8 +351,9 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
         """Row indices to keep and the fitted attributes.
 
         Without classes (``codes`` None) this is ``_select`` on all rows;
-        with them, ``_select`` runs on each class's rows and quota, and the
-        per-class attributes are gathered into lists.
+        with them, ``_select`` runs on each class's rows and quota, the
+        per-class scores are put back in row order and the other per-class
+        attributes are gathered into lists.
         """
         if codes is None:
             chosen, fitted = self._select(X, xp, n_select, **row_data)
@@ -368,7 +371,10 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
             indices, values = self._select(xp.take(X, take, axis=0), xp, int(quota), **parts)
             chosen.append(rows[np.asarray(indices, dtype=np.int64)])
             for name, value in values.items():
-                fitted.setdefault(name, [None] * quotas.size)[code] = value
+                if name == "scores_":
+                    fitted.setdefault(name, np.zeros(codes.shape[0]))[rows] = to_numpy(value)
+                else:
+                    fitted.setdefault(name, [None] * quotas.size)[code] = value
         return np.concatenate(chosen), fitted
 
     def select(self):

@@ -139,7 +139,8 @@ class MomentMatchingSelector(BaseSelector):
         Sorted indices of the chosen rows.
     scores_ : ndarray of shape (n_samples,)
         The relaxed selection ``n * s``, in [0, 1] and summing to n: 1 for a
-        row the program takes whole.
+        row the program takes whole. With ``class_balance``, each class's
+        ``n * s`` at its rows (summing to its quota).
     objective_ : float
         The objective at the returned shares and the best gamma, in the
         units of ``moment_scale``.
@@ -161,7 +162,8 @@ class MomentMatchingSelector(BaseSelector):
         number of eigenvalues above round-off (``1e-10`` times the largest).
     classes_, class_quotas_ : ndarray
         With ``class_balance``: the classes and the rows taken from each; the
-        attributes of the program are then lists with one entry per class.
+        attributes of the program other than ``scores_`` are then lists with
+        one entry per class.
     n_samples_fit_ : int
         Rows of the X given to fit.
     n_features_in_ : int
