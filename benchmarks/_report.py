@@ -28,11 +28,13 @@ def environment():
     )
 
 
-def run(script, doc, title, notes, sizes, quick_sizes, bench, argv=None):
+def run(script, doc, title, notes, sizes, quick_sizes, bench, argv=None, pass_output=False):
     """Parse the command line, run ``bench(size)`` for each size and write the markdown file.
 
     ``bench`` returns the markdown lines of one size; the file goes to
-    ``results/<script>.md`` unless ``--output`` says otherwise.
+    ``results/<script>.md`` unless ``--output`` says otherwise. With
+    ``pass_output``, ``bench(size, output)`` also gets that path, for files
+    (a plot) that belong beside it.
     """
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the smaller sizes only")
@@ -43,10 +45,10 @@ def run(script, doc, title, notes, sizes, quick_sizes, bench, argv=None):
     args = parser.parse_args(argv)
     command = f"python benchmarks/{script}.py{' --quick' if args.quick else ''}"
     lines = [f"# {title}", "", f"Command: `{command}`. " + environment(), "", notes, ""]
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     for size in quick_sizes if args.quick else sizes:
         print(" x ".join(f"{s:,}" if isinstance(s, int) else str(s) for s in size), flush=True)
-        lines += bench(size) + [""]
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        lines += (bench(size, args.output) if pass_output else bench(size)) + [""]
     with open(args.output, "w") as f:
         f.write("\n".join(lines))
     print(f"results written to {args.output}")

@@ -244,4 +244,5 @@ def test_auto_keeps_numpy_input_on_the_cpu_where_a_gpu_is_present():
     assert isinstance(fd.sketch_, np.ndarray) and isinstance(fd.transform(G), np.ndarray)
     selector = sketchsel.MomentMatchingSelector(n_select=60, sketch_size=16, random_state=3)
     assert isinstance(selector.project(G), np.ndarray)
-    assert isinstance(selector.fit(G, y).scores_, np.ndarray)
+    assert isinstance(sketchsel.FastMaxVol(n_select=60).fit(G).coefficients_, np.ndarray)
+    assert isinstance(sketchsel.AgreementSelector(n_select=60).fit(G, y).components_, np.ndarray)

@@ -372,7 +372,9 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
             chosen.append(rows[np.asarray(indices, dtype=np.int64)])
             for name, value in values.items():
                 if name == "scores_":
-                    fitted.setdefault(name, np.zeros(codes.shape[0]))[rows] = to_numpy(value)
+                    if name not in fitted:
+                        fitted[name] = np.zeros(codes.shape[0])
+                    fitted[name][rows] = to_numpy(value)
                 else:
                     fitted.setdefault(name, [None] * quotas.size)[code] = value
         return np.concatenate(chosen), fitted
