@@ -107,14 +107,17 @@ def test_numba_swap_kernel_equals_reference(A, tol, dtype):
     assert_allclose(C_fast, C_ref, atol=1e-9 if dtype == np.float64 else 1e-4)
 
 
-@given(tall_matrices(max_n=150, max_r=8), st.sampled_from([0.8, 1.0]))
-def test_numba_rect_kernel_equals_reference(A, tol):
+@given(tall_matrices(max_n=150, max_r=8), st.sampled_from([0.8, 1.0]), st.integers(0, 150),
+       st.integers(0, 150))
+def test_lazy_rect_additions_equal_the_reference(A, tol, max_rows, min_rows):
     xp = array_namespace(A)
     n, r = A.shape
+    max_rows, min_rows = min(max(max_rows, r), n), min(min_rows, n)
+    min_rows = min(min_rows, max_rows)
     pivots, C, _ = impl._maxvol(xp, A, 1.05, 10)
     ref_pivots = list(pivots)
-    C_ref = impl._add_rows_reference(xp, C.copy(), ref_pivots, tol, n, 0)
-    fast_pivots, C_fast, _ = impl._rect_maxvol(xp, A, tol, None, None, 10)
+    C_ref = impl._add_rows_reference(xp, C.copy(), ref_pivots, tol, max_rows, min_rows)
+    fast_pivots, C_fast, _ = impl._rect_maxvol(xp, A, tol, max_rows, min_rows, 10)
     assert fast_pivots == ref_pivots
     assert_allclose(C_fast, C_ref, atol=1e-8)
 

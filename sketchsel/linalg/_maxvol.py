@@ -5,11 +5,13 @@ and Mikhalev & Oseledets, "Rectangular maximum-volume submatrices and their
 applications" (2018), with the parameter names and defaults of maxvolpy.
 
 NumPy input runs LAPACK for the start (``getrf`` pivot indices, never a dense
-permutation matrix) and Numba kernels for the iterations; any other array-API
+permutation matrix), a Numba kernel for the swaps and a lazy greedy for the
+rectangular additions; any other array-API
 namespace (CuPy, PyTorch, ...) runs the reference implementation below, which
 the tests hold the kernels to.
 """
 
+import heapq
 from numbers import Integral, Real
 
 import numpy as np
@@ -21,6 +23,8 @@ from .._array_api import check_array, device
 
 # The start used by rect_maxvol, as in maxvolpy.
 _START_TOL = 1.05
+# Stale leverages recomputed at once by the rectangular additions (one matrix product).
+_RECOMPUTE_BLOCK = 64
 
 
 # ----------------------------------------------------------------- reference
@@ -215,32 +219,53 @@ def _rect_maxvol(xp, A, tol, max_rows, min_rows, start_maxvol_iters):
 
 
 def _add_rows(xp, C, pivots, tol, max_rows, min_rows):
-    """Rectangular maxvol additions to a square start (pivots, C)."""
+    """Rectangular maxvol additions to a square start (pivots, C).
+
+    Row i's squared coefficient norm on the chosen rows S is its leverage
+    ``b_i^T (B_S^T B_S)^-1 b_i``, with B the start's coefficients (B_S = I at
+    the start). A row joining S can only lower the others' leverages, so a
+    stale value bounds the current one: a lazy greedy keeps them in a heap and
+    recomputes only the top, O(r^2) each, where updating every row's
+    coefficients would cost O(N |S|) per row added. C is formed once at the end.
+    """
     if not is_numpy_namespace(xp):
         pivots = list(pivots)
         return pivots, _add_rows_reference(xp, C, pivots, tol, max_rows, min_rows)
-    from . import _maxvol_numba
-
-    n, n_cols = C.shape
-    capacity = max(n_cols, min(max_rows, n_cols + 64))
-    while True:
-        room = np.zeros((n, capacity), dtype=C.dtype)
-        room[:, :n_cols] = C
-        norms = np.einsum("ij,ij->i", C, C).astype(np.float64)
-        chosen = np.zeros(n, dtype=np.bool_)
-        chosen[pivots] = True
-        pivot_array = np.empty(capacity, dtype=np.int64)
-        pivot_array[: len(pivots)] = pivots
-        with _maxvol_numba.threads_for(room):
-            n_cols = _maxvol_numba.add_rows(
-                room, n_cols, norms, chosen, pivot_array, len(pivots), tol * tol,
-                min(max_rows, capacity), min_rows,
-            )
-        pivots = pivot_array[:n_cols].tolist()
-        C = room[:, :n_cols]
-        if n_cols < capacity or capacity == max_rows:
-            return pivots, np.ascontiguousarray(C)
-        capacity = min(max_rows, 2 * capacity)
+    pivots = list(pivots)
+    n = C.shape[0]
+    if len(pivots) >= max_rows:
+        return pivots, C
+    B = np.asarray(C, dtype=np.float64)
+    inverse = np.eye(B.shape[1])  # (B_S^T B_S)^-1
+    leverages = np.einsum("ij,ij->i", B, B)
+    unchosen = np.ones(n, dtype=np.bool_)
+    unchosen[pivots] = False
+    # Entries (-leverage, row, step it was computed at): the largest leverage first,
+    # the first row among equals, as argmax would take it. Only an entry computed
+    # at the current step is exact; stale ones at the top are recomputed in blocks.
+    heap = [(-value, i, 0) for value, i in zip(leverages[unchosen].tolist(),
+                                                np.flatnonzero(unchosen).tolist())]
+    heapq.heapify(heap)
+    tol2 = tol * tol
+    step = 0
+    while heap and len(pivots) < max_rows:
+        if heap[0][2] != step:
+            stale = [heapq.heappop(heap)[1] for _ in range(min(_RECOMPUTE_BLOCK, len(heap)))]
+            rows = B[stale]
+            values = np.maximum(np.einsum("ij,ij->i", rows @ inverse, rows), 0.0)
+            for value, i in zip(values.tolist(), stale):
+                heapq.heappush(heap, (-value, i, step))
+            continue
+        negative, i, _ = heapq.heappop(heap)
+        leverage = -negative
+        if leverage <= tol2 and len(pivots) >= min_rows:
+            break
+        w = inverse @ B[i]
+        inverse -= np.outer(w, w) / (1.0 + leverage)
+        pivots.append(i)
+        step += 1
+    # In C's dtype: the N x n result is the one large array here.
+    return pivots, C @ (inverse @ B[pivots].T).astype(C.dtype)
 
 
 def _result(xp, A, pivots, C, n_iter, return_n_iter):
@@ -382,8 +407,14 @@ def rect_maxvol(
 
     Notes
     -----
-    Each added row costs one pass over C, O(n_samples n_rows). Rank
-    deficiency and ``n_samples <= rank`` are handled as in :func:`maxvol`.
+    A row's squared coefficient norm is its leverage against the chosen
+    rows, which can only fall as rows are added; on NumPy arrays the rows are
+    kept in a heap of these bounds and only those at its top are recomputed,
+    O(rank^2) each, and C is formed once at the end, O(n_samples rank n_rows),
+    where updating C for every row added costs O(n_samples n_rows) per row
+    (maxvolpy, and the reference path of other namespaces). The rows chosen
+    are the same. Rank deficiency and ``n_samples <= rank`` are handled as in
+    :func:`maxvol`.
 
     References
     ----------

@@ -122,52 +122,6 @@ def swap_loop(C, pivots, tol, max_iters):
 
 
 @njit(parallel=True, cache=True)
-def add_rows(C, n_cols, norms, chosen, pivots, n_pivots, tol2, max_rows, min_rows):
-    """Rectangular maxvol additions on C[:, :n_cols], in place.
-
-    C has room for ``max_rows`` columns. Adding row i with coefficients
-    c = C[i] updates every row k by ``C[k] -= v_k c / (1 + |c|^2)`` with
-    ``v_k = C[k] . c``, appends the column ``v / (1 + |c|^2)``, and lowers
-    the squared row norms by ``v_k^2 / (1 + |c|^2)``; the next row to add (the
-    largest remaining norm) is found in the same pass. Returns the number of
-    columns (= pivots) at the end.
-    """
-    n = C.shape[0]
-    step = (n + _CHUNKS - 1) // _CHUNKS
-    values = np.empty(_CHUNKS)
-    indices = np.empty(_CHUNKS, dtype=np.int64)
-    coef = np.empty(C.shape[1])
-    best, i = -1.0, 0
-    for k in range(n):
-        if not chosen[k] and norms[k] > best:
-            best, i = norms[k], k
-    while n_cols < max_rows and (best > tol2 or n_cols < min_rows) and best >= 0.0:
-        for col in range(n_cols):
-            coef[col] = C[i, col]
-        scale = 1.0 / (1.0 + norms[i])
-        chosen[i] = True
-        pivots[n_pivots] = i
-        n_pivots += 1
-        for c in prange(_CHUNKS):
-            local, at = -1.0, 0
-            for k in range(c * step, min(n, (c + 1) * step)):
-                v = 0.0
-                for col in range(n_cols):
-                    v += C[k, col] * coef[col]
-                lv = scale * v
-                for col in range(n_cols):
-                    C[k, col] -= lv * coef[col]
-                C[k, n_cols] = lv
-                norms[k] -= lv * v
-                if not chosen[k] and norms[k] > local:
-                    local, at = norms[k], k
-            values[c], indices[c] = local, at
-        n_cols += 1
-        best, i = _first_max(values, indices)
-    return n_cols
-
-
-@njit(parallel=True, cache=True)
 def copy_into(source, out):
     """out[:] = source, by blocks of rows, whatever the two memory layouts.
 
