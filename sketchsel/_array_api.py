@@ -236,7 +236,11 @@ def unit_rows(xp, Z):
     return Z / xp.where(norms > 0, norms, 1.0)[:, None]
 
 
-def capped_rows(xp, Z, cap):
-    """Rows whose Euclidean norm exceeds ``cap > 0`` scaled down to it; the others as given."""
-    norms = xp.linalg.vector_norm(Z, axis=1)
+def capped_rows(xp, Z, cap, norms=None):
+    """Rows whose Euclidean norm exceeds ``cap > 0`` scaled down to it; the others as given.
+
+    ``norms``: the rows' Euclidean norms, where the caller has them already.
+    """
+    if norms is None:
+        norms = xp.linalg.vector_norm(Z, axis=1)
     return Z * (cap / xp.maximum(norms, cap))[:, None]

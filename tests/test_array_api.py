@@ -234,6 +234,8 @@ def test_capped_rows_shorten_only_the_rows_above_the_cap_and_keep_their_directio
     assert_array_equal(capped[short], Z[short])
     assert_allclose(new_norms[~short], cap, rtol=1e-12)
     assert_allclose(capped[~short] * (norms[~short] / cap)[:, None], Z[~short], rtol=1e-9)
+    # Norms the caller already has give the same rows.
+    assert_array_equal(capped_rows(np, Z, cap, np.linalg.norm(Z, axis=1)), capped)
 
 
 @needs_gpu

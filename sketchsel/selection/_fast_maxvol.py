@@ -232,17 +232,16 @@ class FastMaxVol(BaseSelector):
         return self._fit(X, y, gradients=gradients)
 
     def _represent(self, X, xp):
-        self.norm_cap_ = None
-        if self.row_norms == "median":
-            self.norm_cap_ = _median_norm([xp.linalg.vector_norm(X, axis=1)])
-        return self._scale(xp, X)
+        norms = xp.linalg.vector_norm(X, axis=1) if self.row_norms == "median" else None
+        self.norm_cap_ = None if norms is None else _median_norm([norms])
+        return self._scale(xp, X, norms)
 
-    def _scale(self, xp, X):
-        """The rows as ``row_norms`` asks, ``norm_cap_`` already set."""
+    def _scale(self, xp, X, norms=None):
+        """The rows as ``row_norms`` asks, ``norm_cap_`` already set (``norms``: X's, if known)."""
         if self.row_norms == "unit":
             return unit_rows(xp, X)
         if self.row_norms == "median" and self.norm_cap_ is not None:
-            return capped_rows(xp, X, self.norm_cap_)
+            return capped_rows(xp, X, self.norm_cap_, norms)
         return X
 
     def _select(self, X, xp, n_select, gradients=None):
