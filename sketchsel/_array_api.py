@@ -230,9 +230,13 @@ def device(x):
     return array_api_compat.device(x)
 
 
-def unit_rows(xp, Z):
-    """Rows scaled to unit Euclidean norm; zero rows stay zero."""
-    norms = xp.linalg.vector_norm(Z, axis=1)
+def unit_rows(xp, Z, norms=None):
+    """Rows scaled to unit Euclidean norm; zero rows stay zero.
+
+    ``norms``: the rows' Euclidean norms, where the caller has them already.
+    """
+    if norms is None:
+        norms = xp.linalg.vector_norm(Z, axis=1)
     return Z / xp.where(norms > 0, norms, 1.0)[:, None]
 
 

@@ -4,7 +4,7 @@ import array_api_strict
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.utils._param_validation import InvalidParameterError
@@ -58,7 +58,7 @@ def test_class_balance_uses_each_class_consensus_and_quota(mode):
     y = np.repeat([0, 1, 2], [400, 60, 5])
     G = gradients(n=y.size, d=30, rank=30, seed=1) + 3 * np.eye(3)[y] @ rng.standard_normal((3, 30))
     selector = AgreementSelector(
-        n_select=90, sketch_size=64, class_balance=mode, strategy="top"
+        n_select=90, sketch_size=64, class_balance=mode, strategy="top", hard_cutoff=0.0
     ).fit(G, y)
     assert_allclose(selector.scores_, exact_scores(G, y), atol=1e-7)
     chosen = selector.select()
@@ -109,13 +109,14 @@ def test_zero_gradients_score_zero():
 @pytest.mark.parametrize("projection", ["fd", "gaussian"])
 @pytest.mark.parametrize("balance", [None, "equal", "proportional"])
 @pytest.mark.parametrize("store", [True, False])  # two passes, or three and O(N) memory
-def test_a_source_of_batches_gives_the_in_memory_selection(projection, balance, store):
+@pytest.mark.parametrize("n_select", [0.1, 0.3])  # with a hard cutoff (by class), and without
+def test_a_source_of_batches_gives_the_in_memory_selection(projection, balance, store, n_select):
     rng = np.random.default_rng(4)
     G = gradients(n=500, d=60, rank=12, seed=4)
     y = rng.integers(0, 4, 500)
     # Without stored projections only the scores are kept, which "diverse" cannot use.
-    params = dict(n_select=0.2, sketch_size=16, projection=projection, class_balance=balance,
-                  strategy="diverse" if store else "top", random_state=0)
+    params = dict(n_select=n_select, sketch_size=16, projection=projection,
+                  class_balance=balance, strategy="diverse" if store else "top", random_state=0)
     in_memory = AgreementSelector(**params).fit(G, y)
 
     def source():
@@ -124,6 +125,8 @@ def test_a_source_of_batches_gives_the_in_memory_selection(projection, balance, 
     streamed = AgreementSelector(**params, store_projections=store).fit(source)
     assert_allclose(streamed.scores_, in_memory.scores_, atol=1e-8)
     assert_array_equal(streamed.select(), in_memory.select())
+    assert streamed.n_hard_cut_ == in_memory.n_hard_cut_
+    assert np.any(in_memory.n_hard_cut_) == (n_select == 0.1 and balance is not None)
     # The first 12 directions span the gradients (rank 12); the others are arbitrary.
     k = 12 if projection == "fd" else 16
     assert_allclose(streamed.components_[:k], in_memory.components_[:k], atol=1e-8)
@@ -167,6 +170,10 @@ def test_dtypes_and_namespaces_agree(dtype):
          "class_balance"),
         (lambda G, y: AgreementSelector(projection="pca").fit(G), InvalidParameterError,
          "projection"),
+        (lambda G, y: AgreementSelector(hard_cutoff=1.0).fit(G, y), InvalidParameterError,
+         "hard_cutoff"),
+        (lambda G, y: AgreementSelector(hard_cutoff="hard").fit(G, y), InvalidParameterError,
+         "hard_cutoff"),
     ],
 )
 def test_bad_input_is_explained(call, error, match):
@@ -224,14 +231,20 @@ def test_passes_by_hand_match_fit():
     for batch in batches:
         selector.partial_fit(batch)
     assert selector.n_features_in_ == 40
-    U = np.vstack([selector.project(batch) for batch in batches])
-    assert U.shape == (300, 12)
-    assert_allclose(np.linalg.norm(U, axis=1), 1.0)
-    by_hand = AgreementSelector(n_select=30).fit(U)
+    Z = np.vstack([selector.project(batch) for batch in batches])
+    assert Z.shape == (300, 12)
+    assert_allclose(Z, G @ selector.sketch_.components_.T)
+    by_hand = AgreementSelector(n_select=30).fit(Z)
     whole = AgreementSelector(n_select=30, sketch_size=12).fit(G)
     assert_allclose(by_hand.scores_, whole.scores_, atol=1e-8)
+    # With labels, hard_cutoff reads the projections' lengths, which Z keeps.
+    y = np.arange(300) % 2
+    labelled = AgreementSelector(n_select=30).fit(Z, y)
+    assert labelled.n_hard_cut_ == [15, 15]
+    assert_array_equal(labelled.select(),
+                       AgreementSelector(n_select=30, sketch_size=12).fit(G, y).select())
     # After fit, project uses the fitted directions.
-    assert_allclose(np.abs(whole.project(G[:3])), np.abs(U[:3]), atol=1e-8)
+    assert_allclose(np.abs(whole.project(G[:3])), np.abs(Z[:3]), atol=1e-8)
 
 
 def test_project_needs_directions_and_matching_features():
@@ -261,14 +274,19 @@ def test_the_default_is_the_diversity_greedy_within_each_class_share():
     G = gradients(n=240, d=24, rank=24, seed=20) + 2 * np.eye(3)[y] @ rng.standard_normal((3, 24))
     selector = AgreementSelector(n_select=30).fit(G, y)
     assert selector.class_balance_ == "proportional"
-    units = G / np.linalg.norm(G, axis=1, keepdims=True)
+    lengths = np.linalg.norm(G, axis=1)
+    units = G / lengths[:, None]
     scores = exact_scores(G, y)
     expected = []
     for c, quota in enumerate(selector.class_quotas_):
         rows = np.flatnonzero(y == c)
+        # hard_cutoff="auto": quotas below a fifth of the class, so its longest tenth is out.
+        assert quota < rows.size / 5
+        rows = rows[np.argsort(lengths[rows], kind="stable")[: rows.size - rows.size // 10]]
         # prefer="auto" is "hard" for the greedy: the least agreeing rows first.
         expected += rows[greedy(units[rows], -scores[rows], quota, 32.0)].tolist()
     assert_array_equal(selector.select(), np.sort(expected))
+    assert selector.n_hard_cut_ == [np.sum(y == c) // 10 for c in range(3)]
     # Without labels, one consensus and one greedy over all rows.
     alone = AgreementSelector(n_select=30).fit(G)
     assert alone.class_balance_ is None
@@ -289,12 +307,59 @@ def test_prefer_auto_keeps_easy_rows_below_half_the_rows_and_hard_ones_above(n_s
     assert_array_equal(explicit.select(), auto.select())
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(30, 120), st.floats(0, 0.95), st.data())
+def test_hard_cutoff_leaves_out_each_class_longest_rows(seed, n, fraction, data):
+    """Brute force: per class, the top preferred among all but its longest rows."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    G = rng.standard_normal((n, 8)) * rng.uniform(0.1, 5.0, n)[:, None] + 2 * np.eye(3)[y, :1]
+    n_select = data.draw(st.integers(1, n))
+    copy = G.copy()
+    params = dict(n_select=n_select, strategy="top", class_balance="proportional")
+    selector = AgreementSelector(hard_cutoff=fraction, **params).fit(G, y)
+    assert_array_equal(G, copy)
+    # The cutoff removes candidates, not evidence: every row keeps its score.
+    assert_allclose(selector.scores_, AgreementSelector(hard_cutoff=0.0, **params)
+                    .fit(G, y).scores_, atol=1e-12)
+    lengths = np.linalg.norm(G, axis=1)
+    # prefer="auto" with "top": easy rows below half the rows, hard ones from there.
+    preference = selector.scores_ if 2 * n_select < n else -selector.scores_
+    expected, cut = [], []
+    for label, quota in zip(selector.classes_, selector.class_quotas_):
+        rows = np.flatnonzero(y == label)
+        n_cut = min(int(fraction * rows.size), rows.size - quota) if quota else 0
+        rows = rows[np.argsort(lengths[rows], kind="stable")]
+        kept = np.sort(rows[: rows.size - n_cut])
+        expected += kept[np.argsort(-preference[kept], kind="stable")[:quota]].tolist()
+        cut.append(n_cut)
+    assert selector.n_hard_cut_ == cut
+    assert_array_equal(selector.select(), np.sort(expected))
+
+
+def test_rows_a_small_class_leaves_go_to_rows_the_hard_cutoff_kept():
+    rng = np.random.default_rng(23)
+    y = np.repeat([0, 1], [200, 4])
+    G = rng.standard_normal((204, 12)) * rng.uniform(0.5, 3.0, 204)[:, None] + np.eye(12)[y]
+    selector = AgreementSelector(n_select=40, strategy="top", prefer="hard",
+                                 class_balance="equal").fit(G, y)
+    # Quota 20 of class 0's 200 rows: its 20 longest rows are cut; class 1 gives 16 back.
+    assert selector.n_hard_cut_ == [20, 0]
+    assert selector.class_quotas_.tolist() == [36, 4]
+    zeros = np.flatnonzero(y == 0)
+    kept = np.sort(zeros[np.argsort(np.linalg.norm(G[zeros], axis=1), kind="stable")[:180]])
+    chosen = selector.select()
+    expected = kept[np.argsort(selector.scores_[kept], kind="stable")[:36]]
+    assert_array_equal(np.sort(chosen[y[chosen] == 0]), np.sort(expected))
+
+
 def test_hard_rows_with_equal_quotas_redistribute_to_the_least_agreeing():
     rng = np.random.default_rng(21)
     y = np.repeat([0, 1], [200, 4])
     G = gradients(n=y.size, d=20, rank=20, seed=21) + 2 * np.eye(2)[y] @ rng.standard_normal((2, 20))
     selector = AgreementSelector(
-        n_select=40, sketch_size=32, strategy="top", prefer="hard", class_balance="equal"
+        n_select=40, sketch_size=32, strategy="top", prefer="hard", class_balance="equal",
+        hard_cutoff=0.0,
     ).fit(G, y)
     scores = selector.scores_
     chosen = selector.select()

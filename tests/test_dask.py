@@ -119,6 +119,7 @@ def test_seeded_selectors_choose_on_dask_what_they_choose_in_memory(make, class_
         on_dask = make(class_balance).fit(X, da.from_array(y, chunks=200))
     in_memory = make(class_balance).fit(G, y)
     np.testing.assert_array_equal(on_dask.select(), in_memory.select())
+    assert on_dask.n_hard_cut_ == in_memory.n_hard_cut_
     assert on_dask.n_features_in_ == 60
 
 

@@ -240,9 +240,10 @@ def test_fitted_attributes_describe_the_solution():
 def test_stage_one_is_the_seeded_projection():
     G = gradients(1)
     selector = MomentMatchingSelector(n_select=40, sketch_size=24, projection="rademacher",
-                                      random_state=5).fit(G)
+                                      hard_cutoff=0.0, random_state=5).fit(G)
     sketch = random_projection(G, 24, kind="rademacher", random_state=5)
-    on_sketch = MomentMatchingSelector(n_select=40, sketch_size=24, random_state=5).fit(sketch)
+    on_sketch = MomentMatchingSelector(n_select=40, sketch_size=24, hard_cutoff=0.0,
+                                       random_state=5).fit(sketch)
     assert_allclose(selector.scores_, on_sketch.scores_, atol=1e-10)
     assert_array_equal(selector.select(), on_sketch.select())
     assert_allclose(
@@ -300,7 +301,7 @@ def test_relative_scale_covers_a_weak_direction_that_absolute_ignores():
     X = np.zeros((1000, 2))
     X[:950, 0] = 10.0
     X[950:, 1] = 1.0
-    common = dict(n_select=20, moment_coef=0.5, tol=1e-6, max_iter=20_000)
+    common = dict(n_select=20, moment_coef=0.5, hard_cutoff=0.0, tol=1e-6, max_iter=20_000)
     relative = MomentMatchingSelector(**common).fit(X)
     absolute = MomentMatchingSelector(moment_scale="absolute", **common).fit(X)
     units = 1 / (950 * 100 / 1000)
@@ -364,7 +365,7 @@ def test_class_balance_solves_one_program_per_class(mode):
     G = gradients(6, n=500, d=40)
     y = np.repeat([0, 1, 2], [300, 150, 50])
     selector = MomentMatchingSelector(n_select=60, sketch_size=12, class_balance=mode,
-                                      random_state=0).fit(G, y)
+                                      hard_cutoff=0.0, random_state=0).fit(G, y)
     counts = np.bincount(y[selector.select()], minlength=3)
     assert counts.tolist() == selector.class_quotas_.tolist()
     assert len(selector.eigenvalues_) == 3
@@ -393,7 +394,7 @@ def low_rank(seed, n=300, d=20, rank=12):
 def test_below_the_sketch_rank_maxvol_chooses_and_the_program_scores_its_rows():
     G, n_select, coef = low_rank(12), 8, 0.3
     copy = G.copy()
-    selector = MomentMatchingSelector(n_select=n_select, moment_coef=coef).fit(G)
+    selector = MomentMatchingSelector(n_select=n_select, moment_coef=coef, hard_cutoff=0.0).fit(G)
     chosen = selector.select()
     assert selector.fallback_used_ and selector.n_iter_ == 0
     assert_array_equal(chosen, FastMaxVol(n_select=n_select).fit(G).select())
@@ -414,11 +415,11 @@ def test_below_the_sketch_rank_maxvol_chooses_and_the_program_scores_its_rows():
 
 def test_at_the_sketch_rank_or_without_fallback_the_program_chooses():
     G = low_rank(13)
-    at_rank = MomentMatchingSelector(n_select=12).fit(G)
+    at_rank = MomentMatchingSelector(n_select=12, hard_cutoff=0.0).fit(G)
     assert not at_rank.fallback_used_ and at_rank.n_iter_ > 0
-    assert_array_equal(at_rank.select(), MomentMatchingSelector(n_select=12, fallback=None)
-                       .fit(G).select())
-    below = MomentMatchingSelector(n_select=8, fallback=None).fit(G)
+    assert_array_equal(at_rank.select(), MomentMatchingSelector(n_select=12, fallback=None,
+                                                                hard_cutoff=0.0).fit(G).select())
+    below = MomentMatchingSelector(n_select=8, fallback=None, hard_cutoff=0.0).fit(G)
     assert not below.fallback_used_ and below.n_iter_ > 0
     # Without the fallback, the rows with the largest shares: here the long rows.
     chosen = below.select()
@@ -488,6 +489,68 @@ def test_too_few_iterations_warn():
         MomentMatchingSelector(n_select=30, sketch_size=16).fit(G)
 
 
+def longest(G, count):
+    """Positions of the count longest rows of G (ties to the higher index, as stable sorting)."""
+    return np.argsort(np.linalg.norm(G, axis=1), kind="stable")[G.shape[0] - count:]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(20, 80), st.floats(0, 0.95), st.data())
+def test_hard_cutoff_leaves_out_the_longest_rows_and_matches_the_rest(seed, n, fraction, data):
+    G = np.random.default_rng(seed).standard_normal((n, 6)) * np.geomspace(1, 8, n)[:, None]
+    n_select = data.draw(st.integers(1, n))
+    copy = G.copy()
+    selector = MomentMatchingSelector(n_select=n_select, hard_cutoff=fraction).fit(G)
+    n_dropped = min(int(fraction * n), n - n_select)
+    assert selector.n_hard_cut_ == n_dropped
+    dropped = longest(G, n_dropped)
+    kept = np.setdiff1d(np.arange(n), dropped)
+    # Brute force: the selection is the one without a cutoff on the rows kept, mapped back.
+    reference = MomentMatchingSelector(n_select=n_select, hard_cutoff=0.0).fit(G[kept])
+    assert_array_equal(selector.select(), kept[reference.select()])
+    assert_allclose(selector.scores_[kept], reference.scores_)
+    assert np.all(selector.scores_[dropped] == 0)
+    assert_array_equal(G, copy)
+
+
+def test_hard_cutoff_auto_leaves_out_a_tenth_of_a_class_below_a_fifth_of_its_rows():
+    G = gradients(17, n=300, d=30)
+    y = np.zeros(300, dtype=int)  # one class: its quota is the budget
+    for n_select, fraction in [(59, 0.1), (60, 0.0), (150, 0.0)]:
+        auto = MomentMatchingSelector(n_select=n_select, sketch_size=16, random_state=0)
+        fixed = MomentMatchingSelector(n_select=n_select, sketch_size=16, hard_cutoff=fraction,
+                                       random_state=0)
+        auto.fit(G, y)
+        assert auto.n_hard_cut_ == [int(fraction * 300)]
+        assert_array_equal(auto.select(), fixed.fit(G, y).select())
+    # Below a fifth, the tenth of the rows longest in the sketch is never chosen.
+    chosen = MomentMatchingSelector(n_select=30, sketch_size=16, random_state=0).fit(G, y).select()
+    sketch = random_projection(G, 16, random_state=0)
+    assert chosen.size == 30 and not np.isin(longest(sketch, 30), chosen).any()
+    # Without class labels, or selecting across classes, "auto" leaves nothing out.
+    for selector in (MomentMatchingSelector(n_select=30, sketch_size=16).fit(G),
+                     MomentMatchingSelector(n_select=30, sketch_size=16,
+                                            class_balance=None).fit(G, y)):
+        assert selector.n_hard_cut_ == 0
+
+
+def test_hard_cutoff_is_decided_per_class_and_streamed_as_in_memory():
+    G = gradients(18, n=300, d=12)
+    y = np.repeat([0, 1], [200, 100])
+    selector = MomentMatchingSelector(n_select=30, random_state=0).fit(G, y)
+    assert selector.class_quotas_.tolist() == [20, 10]
+    assert selector.n_hard_cut_ == [20, 10]
+    chosen = selector.select()
+    for rows in (np.arange(200), np.arange(200, 300)):
+        assert not np.isin(rows[longest(G[rows], rows.size // 10)], chosen).any()
+
+    def source():
+        return ((G[i : i + 64], y[i : i + 64]) for i in range(0, 300, 64))
+
+    assert_array_equal(MomentMatchingSelector(n_select=30, random_state=0).fit(source).select(),
+                       chosen)
+
+
 def test_every_row_asked_for_is_every_row():
     G = gradients(9, n=40, d=10)
     selector = MomentMatchingSelector(n_select=40, sketch_size=4).fit(G)
@@ -499,7 +562,8 @@ def test_every_row_asked_for_is_every_row():
     "params, match",
     [({"moment_coef": 0}, "moment_coef"), ({"moment_coef": 1.5}, "moment_coef"),
      ({"rounding": "round"}, "rounding"), ({"projection": "fd"}, "projection"),
-     ({"fallback": "top"}, "fallback"),
+     ({"fallback": "top"}, "fallback"), ({"hard_cutoff": 1.0}, "hard_cutoff"),
+     ({"hard_cutoff": -0.1}, "hard_cutoff"), ({"hard_cutoff": "hard"}, "hard_cutoff"),
      ({"sketch_size": 0}, "sketch_size"), ({"tol": -1.0}, "tol"), ({"max_iter": -1}, "max_iter")],
 )
 def test_invalid_parameters_name_the_parameter(params, match):

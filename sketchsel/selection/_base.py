@@ -34,6 +34,37 @@ def resolve_n_select(n_select, n_samples):
     return max(1, int(n_select * n_samples))
 
 
+# hard_cutoff="auto": this fraction of a class's rows is left out when its quota is below
+# this fraction of them; measured on benchmarks/bench_quality.py (see the selectors' docs).
+_AUTO_HARD_CUTOFF, _AUTO_HARD_CUTOFF_BELOW = 0.1, 0.2
+
+
+def resolve_hard_cutoff(hard_cutoff, n_select, n_rows, by_class):
+    """The fraction of the rows to leave out: ``hard_cutoff``, with "auto" resolved.
+
+    "auto" leaves out a tenth of a class's rows when selecting by class with a
+    quota below a fifth of them, and nothing otherwise: the gain was measured
+    on labelled data, where the longest gradients are the hardest examples.
+    """
+    if hard_cutoff != "auto":
+        return hard_cutoff
+    small = n_select < _AUTO_HARD_CUTOFF_BELOW * n_rows
+    return _AUTO_HARD_CUTOFF if by_class and small else 0.0
+
+
+def hard_rows(lengths, n_select, fraction):
+    """Mask of the rows a hard cutoff leaves out: the ``fraction`` longest, ties to the later.
+
+    Never leaves fewer than ``n_select`` rows.
+    """
+    n_rows = lengths.shape[0]
+    n_cut = min(int(fraction * n_rows), n_rows - n_select)
+    cut = np.zeros(n_rows, dtype=bool)
+    if n_cut > 0:
+        cut[np.argsort(lengths, kind="stable")[n_rows - n_cut:]] = True
+    return cut
+
+
 def class_quotas(counts, n_select, mode):
     """Rows to take from each class, summing to n_select.
 
