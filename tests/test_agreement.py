@@ -313,7 +313,9 @@ def test_hard_cutoff_leaves_out_each_class_longest_rows(seed, n, fraction, data)
     """Brute force: per class, the top preferred among all but its longest rows."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 3, n)
-    G = rng.standard_normal((n, 8)) * rng.uniform(0.1, 5.0, n)[:, None] + 2 * np.eye(3)[y, :1]
+    G = rng.standard_normal((n, 8)) + 2 * np.eye(3)[y, :1]
+    # Lengths at least 1.4% apart: no two rows tie for the cut.
+    G *= (rng.permutation(np.geomspace(0.1, 5.0, n)) / np.linalg.norm(G, axis=1))[:, None]
     n_select = data.draw(st.integers(1, n))
     copy = G.copy()
     params = dict(n_select=n_select, strategy="top", class_balance="proportional")
@@ -328,11 +330,11 @@ def test_hard_cutoff_leaves_out_each_class_longest_rows(seed, n, fraction, data)
     expected, cut = [], []
     for label, quota in zip(selector.classes_, selector.class_quotas_):
         rows = np.flatnonzero(y == label)
-        n_cut = min(int(fraction * rows.size), rows.size - quota) if quota else 0
+        n_cut = min(int(fraction * rows.size), rows.size - quota)
         rows = rows[np.argsort(lengths[rows], kind="stable")]
         kept = np.sort(rows[: rows.size - n_cut])
         expected += kept[np.argsort(-preference[kept], kind="stable")[:quota]].tolist()
-        cut.append(n_cut)
+        cut.append(n_cut if quota else None)
     assert selector.n_hard_cut_ == cut
     assert_array_equal(selector.select(), np.sort(expected))
 
@@ -351,6 +353,23 @@ def test_rows_a_small_class_leaves_go_to_rows_the_hard_cutoff_kept():
     chosen = selector.select()
     expected = kept[np.argsort(selector.scores_[kept], kind="stable")[:36]]
     assert_array_equal(np.sort(chosen[y[chosen] == 0]), np.sort(expected))
+
+
+def test_when_the_kept_rows_run_out_the_rows_cut_fill_the_budget():
+    rng = np.random.default_rng(24)
+    y = np.repeat([0, 1], [10, 2])
+    G = rng.standard_normal((12, 4)) * np.geomspace(1, 4, 12)[:, None]
+    selector = AgreementSelector(n_select=10, strategy="top", prefer="hard",
+                                 class_balance="equal", hard_cutoff=0.5).fit(G, y)
+    # Shares 5 and 5; class 1 has 2 rows. Class 0 keeps its 5 shortest rows (5 cut)
+    # and takes them all; the 3 rows class 1 leaves go to the least agreeing cut rows.
+    assert selector.n_hard_cut_ == [5, 0]
+    assert selector.class_quotas_.tolist() == [8, 2]
+    zeros = np.arange(10)
+    cut = zeros[np.argsort(np.linalg.norm(G[zeros], axis=1), kind="stable")[5:]]
+    extra = cut[np.argsort(selector.scores_[cut], kind="stable")[:3]]
+    assert_array_equal(selector.select(), np.sort(np.concatenate([
+        np.setdiff1d(zeros, cut), extra, [10, 11]])))
 
 
 def test_hard_rows_with_equal_quotas_redistribute_to_the_least_agreeing():

@@ -497,7 +497,10 @@ def longest(G, count):
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(20, 80), st.floats(0, 0.95), st.data())
 def test_hard_cutoff_leaves_out_the_longest_rows_and_matches_the_rest(seed, n, fraction, data):
-    G = np.random.default_rng(seed).standard_normal((n, 6)) * np.geomspace(1, 8, n)[:, None]
+    rng = np.random.default_rng(seed)
+    G = rng.standard_normal((n, 6))
+    # Lengths at least 1.7% apart: no two rows tie for the cut.
+    G *= (rng.permutation(np.geomspace(1, 8, n)) / np.linalg.norm(G, axis=1))[:, None]
     n_select = data.draw(st.integers(1, n))
     copy = G.copy()
     selector = MomentMatchingSelector(n_select=n_select, hard_cutoff=fraction).fit(G)
@@ -511,6 +514,19 @@ def test_hard_cutoff_leaves_out_the_longest_rows_and_matches_the_rest(seed, n, f
     assert_allclose(selector.scores_[kept], reference.scores_)
     assert np.all(selector.scores_[dropped] == 0)
     assert_array_equal(G, copy)
+
+
+def test_hard_cutoff_leaves_rows_of_one_length_alone():
+    G = np.repeat(np.eye(6), 50, axis=0)  # 300 rows of length 1, by class
+    y = np.repeat(np.arange(6), 50)
+    selector = MomentMatchingSelector(n_select=30).fit(G, y)
+    assert selector.n_hard_cut_ == [0] * 6
+    assert_array_equal(selector.select(),
+                       MomentMatchingSelector(n_select=30, hard_cutoff=0.0).fit(G, y).select())
+    # Float32 rounding of the lengths is no difference either.
+    units = np.random.default_rng(0).standard_normal((300, 6)).astype(np.float32)
+    units /= np.linalg.norm(units, axis=1, keepdims=True)
+    assert MomentMatchingSelector(n_select=30).fit(units, y).n_hard_cut_ == [0] * 6
 
 
 def test_hard_cutoff_auto_leaves_out_a_tenth_of_a_class_below_a_fifth_of_its_rows():

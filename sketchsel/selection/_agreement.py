@@ -38,7 +38,7 @@ class AgreementSelector(BaseSelector):
 
     The paper keeps the highest scores (``strategy="top"``): the most
     typical examples, which on held-out real data lose to random subsets of
-    the same size (``benchmarks/results/bench_quality.md``: 0.34 against 0.90
+    the same size (``benchmarks/results/bench_quality.md``: 0.34 against 0.91
     test accuracy at 10% of digits). The default adds rows greedily by score
     minus ``diversity`` times their largest cosine with a row already chosen,
     within each class: with the default weight the penalty dominates and the
@@ -90,7 +90,7 @@ class AgreementSelector(BaseSelector):
         Fraction of each class's rows dropped from the end ``prefer`` does
         not favour before ``strategy="stratified"`` samples (the hardest
         examples, often mislabelled ones, when preferring easy ones); never
-        below the budget.
+        below the budget. Of the rows ``hard_cutoff`` keeps.
     hard_cutoff : float or "auto", default="auto"
         Fraction of the rows (of each class, with ``class_balance``) that
         cannot be chosen: those with the longest projections ``z_i``, whose
@@ -100,9 +100,11 @@ class AgreementSelector(BaseSelector):
         a small subset cannot afford (Sorscher et al. 2022; Zheng et al.
         2023); the unit projections, and so the scores, no longer see them.
         They still count in the consensus and are scored. Never leaves fewer
-        rows than the budget. "auto" leaves out 0.1 of a class's rows when
-        they are selected by class (``class_balance``, with class labels) and
-        its quota is below 20% of them, and none otherwise. Over the 5
+        rows than the budget; rows no longer than the longest kept are kept.
+        "auto" leaves out 0.1 of a class's rows when they are selected by
+        class (``class_balance``, with class labels) and its quota is below
+        20% of them (with "equal", its share before the redistribution of
+        what small classes leave), and none otherwise. Over the 5
         splits of ``benchmarks/bench_quality.py`` (linear model) it takes 5%
         of digits, breast cancer and wine from 0.840, 0.943 and 0.849 test
         accuracy to 0.912, 0.962 and 0.907 (random subsets: 0.854, 0.936
@@ -142,9 +144,9 @@ class AgreementSelector(BaseSelector):
         The projection V.
     class_balance_ : {"equal", "proportional"} or None
         The class balancing applied ("auto" resolved).
-    n_hard_cut_ : int or list of int
-        Rows ``hard_cutoff`` left out (one count per class of ``classes_``,
-        with class balancing).
+    n_hard_cut_ : int or list
+        Rows ``hard_cutoff`` left out; with class balancing, one count per
+        class of ``classes_`` (None for a class with a zero quota).
     classes_, class_quotas_ : ndarray
         With class balancing: the classes and the rows taken from each
         (after the redistribution by score of "equal").
@@ -378,7 +380,7 @@ class AgreementSelector(BaseSelector):
             "scores_": scores,
             "components_": directions,
             "n_hard_cut_": int(cut.sum()) if codes is None else [
-                int(cut[rows].sum()) for rows in groups
+                int(cut[rows].sum()) if quota else None for rows, quota in zip(groups, budgets)
             ],
         }
         if chosen.size < n_select:
@@ -490,7 +492,8 @@ class AgreementSelector(BaseSelector):
         projections = map_row_blocks(
             X, lambda rows: rows @ directions.T.astype(rows.dtype), directions.shape[0]
         )
-        units = map_row_blocks(projections, lambda rows: unit_rows(np, rows), projections.shape[1])
+        lengths = da.linalg.norm(projections, axis=1)
+        units = unit_rows(da, projections, lengths)
         if resolve_class_balance(self.class_balance, y) is None:
             groups = da.ones((X.shape[0], 1), chunks=(X.chunks[0], 1))
         else:
@@ -502,7 +505,6 @@ class AgreementSelector(BaseSelector):
         totals = (groups.T @ units.astype(np.float64)).compute()
         consensus = unit_rows(np, totals).astype(units.dtype)
         scores = ((units @ consensus.T) * groups).sum(axis=1)
-        lengths = da.linalg.norm(projections, axis=1)
         scored = np.stack([np.asarray(part, dtype=np.float64)
                            for part in da.compute(scores, lengths)], axis=1)
         self._from_source = {"directions": directions, "scored": True}

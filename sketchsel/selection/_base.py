@@ -53,15 +53,19 @@ def resolve_hard_cutoff(hard_cutoff, n_select, n_rows, by_class):
 
 
 def hard_rows(lengths, n_select, fraction):
-    """Mask of the rows a hard cutoff leaves out: the ``fraction`` longest, ties to the later.
+    """Mask of the rows a hard cutoff leaves out: the ``fraction`` longest.
 
-    Never leaves fewer than ``n_select`` rows.
+    Never leaves fewer than ``n_select`` rows. A row only as long as the
+    longest row kept (within a relative 1e-5, float32 rounding) is kept too,
+    so rows of one length (unit rows, say) lose nothing to their order.
     """
     n_rows = lengths.shape[0]
     n_cut = min(int(fraction * n_rows), n_rows - n_select)
     cut = np.zeros(n_rows, dtype=bool)
     if n_cut > 0:
-        cut[np.argsort(lengths, kind="stable")[n_rows - n_cut:]] = True
+        order = np.argsort(lengths, kind="stable")
+        cut[order[n_rows - n_cut:]] = True
+        cut &= lengths > lengths[order[n_rows - n_cut - 1]] * (1 + 1e-5)
     return cut
 
 
