@@ -23,12 +23,12 @@ each of the 5 splits, with seed s for its `random_state`, so a deterministic sel
 spread is that of the splits: the test sets are small (450, 143 and 45 examples), and a
 single split would let one test example decide a cell. The baselines draw 5 subsets on
 each split (seeds (s, 0) to (s, 4)): their mean is over all the draws, and their spread
-is that of random subsets of the same data, the standard deviation over the draws of one
-split (the root mean square over the splits), without the differences between splits,
-which every method meets alike. Every selector runs with its defaults and with its
-notable options. A cell is marked `*` when its mean reaches random's mean plus one
-standard deviation, and `=` when it is within 0.01 of the full-data accuracy (its mean
-over the splits).
+is that of random subsets of the same data, the sample standard deviation over the draws
+of one split (pooled: the root mean square over the splits), without the differences
+between splits, which every method meets alike. Every selector runs with its defaults
+and with its notable options. A cell is marked `*` when its mean reaches random's mean
+plus one standard deviation, and `=` when it is within 0.01 of the full-data accuracy
+(its mean over the splits).
 
 The target for the defaults, at budgets of 10% and more: reach random's mean plus one
 standard deviation, or full-data accuracy less 0.01 where that bound lies above it (on
@@ -129,13 +129,13 @@ def choose(method, seed, budget, G, y):
 def summary(values):
     """Mean and spread of one cell's accuracies, a list per split of one per draw.
 
-    The spread of draws is that of random subsets: the root mean square over the
-    splits of their standard deviation within a split. A single draw per split
-    (a selector) has the spread of the splits.
+    The spread of draws is that of random subsets: their sample standard
+    deviation within a split (ddof=1), pooled over the splits (root mean
+    square). A single draw per split (a selector) has the spread of the splits.
     """
     values = np.asarray(values)
     if values.shape[1] > 1:
-        return values.mean(), float(np.sqrt(np.mean(values.var(axis=1))))
+        return values.mean(), float(np.sqrt(np.mean(values.var(axis=1, ddof=1))))
     return values.mean(), values.std()
 
 
