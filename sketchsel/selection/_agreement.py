@@ -198,6 +198,18 @@ class AgreementSelector(BaseSelector):
     >>> chosen = AgreementSelector(n_select=0.4, strategy="top").fit_select(Z)
     >>> bool(np.array_equal(chosen, selector.select()))
     True
+
+    With class labels and a budget below a fifth of each class, the longest
+    tenth of each class's projections, its hardest examples, is left out:
+
+    >>> y = np.arange(500) % 2
+    >>> labelled = AgreementSelector(n_select=40).fit(G, y)
+    >>> labelled.n_hard_cut_
+    [25, 25]
+    >>> lengths = np.linalg.norm(labelled.project(G), axis=1)
+    >>> longest = [np.flatnonzero(y == c)[np.argsort(lengths[y == c])[-25:]] for c in (0, 1)]
+    >>> bool(np.isin(np.concatenate(longest), labelled.select()).any())
+    False
     """
 
     _parameter_constraints = {

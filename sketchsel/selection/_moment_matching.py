@@ -239,6 +239,17 @@ class MomentMatchingSelector(BaseSelector):
     True
     >>> bool(np.all(np.diff(selector.objective_history_) <= 0))
     True
+
+    With class labels and a budget below a fifth of each class, the longest
+    tenth of each class's sketched rows, its hardest examples, is left out:
+
+    >>> y = np.arange(2000) % 2
+    >>> selector.fit(G, y).n_hard_cut_
+    [100, 100]
+    >>> lengths = np.linalg.norm(selector.project(G), axis=1)
+    >>> longest = [np.flatnonzero(y == c)[np.argsort(lengths[y == c])[-100:]] for c in (0, 1)]
+    >>> bool(np.isin(np.concatenate(longest), selector.select()).any())
+    False
     """
 
     _parameter_constraints = {
