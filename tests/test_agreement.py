@@ -10,7 +10,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.utils._param_validation import InvalidParameterError
 
 import sketchsel
-from sketchsel import AgreementSelector
+from sketchsel import AgreementSelector, FastMaxVol
 
 
 def exact_scores(G, labels=None):
@@ -174,6 +174,8 @@ def test_dtypes_and_namespaces_agree(dtype):
          "hard_cutoff"),
         (lambda G, y: AgreementSelector(hard_cutoff="hard").fit(G, y), InvalidParameterError,
          "hard_cutoff"),
+        (lambda G, y: AgreementSelector(fallback="top").fit(G, y), InvalidParameterError,
+         "fallback"),
     ],
 )
 def test_bad_input_is_explained(call, error, match):
@@ -430,10 +432,12 @@ def test_randomised_strategies_follow_the_seed():
         assert not np.array_equal(fit(3), fit(4))
 
 
-def test_zero_gradients_come_last_in_the_diverse_greedy():
+@pytest.mark.parametrize("fallback", [None, "maxvol"])  # the greedy, or maxvol at 95%
+def test_zero_gradients_come_last_in_the_diverse_greedy(fallback):
     G = gradients(n=60, d=12, rank=12, seed=25)
     G[[3, 8, 11]] = 0.0
-    selector = AgreementSelector(n_select=57, sketch_size=12).fit(G)
+    selector = AgreementSelector(n_select=57, sketch_size=12, fallback=fallback).fit(G)
+    assert selector.fallback_used_ == (fallback is not None)
     assert selector.scores_[[3, 8, 11]].tolist() == [0.0, 0.0, 0.0]
     assert set(np.setdiff1d(np.arange(60), selector.select())) == {3, 8, 11}
 
@@ -475,3 +479,52 @@ def test_labels_in_some_batches_only_are_a_clear_error(store):
     with pytest.raises(ValueError, match="Some batches yielded labels and others did not"):
         AgreementSelector(n_select=30, sketch_size=8, strategy="top",
                           store_projections=store).fit(source)
+
+
+def test_from_a_fifth_of_a_class_maxvol_chooses_on_the_raw_projections():
+    rng = np.random.default_rng(27)
+    y = rng.integers(0, 3, 300)
+    G = gradients(n=300, d=24, rank=24, seed=27) + 2 * np.eye(3)[y] @ rng.standard_normal((3, 24))
+    G[:6] *= 50.0  # six very long gradients, which the volume of raw rows takes first
+    copy = G.copy()
+    for n_select in (0.25, 0.5):
+        selector = AgreementSelector(n_select=n_select).fit(G, y)
+        assert_array_equal(G, copy)
+        assert selector.fallback_used_ == [True, True, True]
+        assert selector.n_hard_cut_ == [0, 0, 0]
+        # FastMaxVol's defaults use rows as given from a fifth of them on.
+        Z = selector.project(G)
+        expected = []
+        for label, quota in zip(selector.classes_, selector.class_quotas_):
+            rows = np.flatnonzero(y == label)
+            assert 5 * quota >= rows.size
+            expected += rows[FastMaxVol(quota, row_norms=None).fit(Z[rows]).select()].tolist()
+        assert_array_equal(selector.select(), np.sort(expected))
+        assert set(range(6)) <= set(selector.select().tolist())
+        # The scores are those of the agreement, whatever chose the rows.
+        assert_allclose(selector.scores_, exact_scores(G, y), atol=1e-8)
+    # Without the fallback, the greedy cover within each class.
+    cover = AgreementSelector(n_select=0.25, fallback=None).fit(G, y)
+    assert cover.fallback_used_ == [False, False, False]
+    units = G / np.linalg.norm(G, axis=1, keepdims=True)
+    scores = exact_scores(G, y)
+    expected = []
+    for label, quota in zip(cover.classes_, cover.class_quotas_):
+        rows = np.flatnonzero(y == label)
+        expected += rows[greedy(units[rows], -scores[rows], quota, 32.0)].tolist()
+    assert_array_equal(cover.select(), np.sort(expected))
+
+
+def test_the_fallback_is_decided_per_class_at_a_fifth_and_only_for_the_cover():
+    G = gradients(n=300, d=20, rank=20, seed=28)
+    y = np.repeat([0, 1], [100, 200])
+    # Equal quotas of 20: a fifth of class 0, a tenth of class 1.
+    selector = AgreementSelector(n_select=40, class_balance="equal").fit(G, y)
+    assert selector.fallback_used_ == [True, False]
+    assert selector.n_hard_cut_ == [0, 20]
+    # Without labels one group: from 60 of the 300 rows on.
+    assert AgreementSelector(n_select=60).fit(G).fallback_used_ is True
+    assert AgreementSelector(n_select=59).fit(G).fallback_used_ is False
+    for strategy in ("top", "stratified", "proportional"):
+        chosen = AgreementSelector(n_select=0.5, strategy=strategy, random_state=0).fit(G)
+        assert chosen.fallback_used_ is False

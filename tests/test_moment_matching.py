@@ -397,7 +397,7 @@ def test_below_the_sketch_rank_maxvol_chooses_and_the_program_scores_its_rows():
     selector = MomentMatchingSelector(n_select=n_select, moment_coef=coef, hard_cutoff=0.0).fit(G)
     chosen = selector.select()
     assert selector.fallback_used_ and selector.n_iter_ == 0
-    assert_array_equal(chosen, FastMaxVol(n_select=n_select).fit(G).select())
+    assert_array_equal(chosen, FastMaxVol(n_select=n_select, hard_cutoff=0.0).fit(G).select())
     assert np.linalg.matrix_rank(G[chosen]) == n_select
     assert_array_equal(selector.scores_, np.isin(np.arange(300), chosen).astype(float))
     assert_array_equal(G, copy)
@@ -447,6 +447,15 @@ def test_the_fallback_is_decided_per_class_and_streamed_as_in_memory():
         assert in_memory.fallback_used_ == used
         assert_array_equal(MomentMatchingSelector(**kwargs).fit(source).select(),
                            in_memory.select())
+
+
+def test_the_fallback_takes_the_rows_as_given_from_a_fifth_of_them():
+    G = low_rank(17, n=200, d=80, rank=60)  # the first 20 rows are long
+    for n_select, row_norms in ((30, "median"), (50, None)):
+        selector = MomentMatchingSelector(n_select=n_select, hard_cutoff=0.0).fit(G)
+        assert selector.fallback_used_
+        expected = FastMaxVol(n_select, row_norms=row_norms, hard_cutoff=0.0).fit(G).select()
+        assert_array_equal(selector.select(), expected)
 
 
 def test_the_fallback_chooses_alike_in_float32_and_other_namespaces():

@@ -6,7 +6,7 @@ import array_api_strict
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.utils._param_validation import InvalidParameterError
@@ -72,7 +72,7 @@ def test_selection_readers_agree():
 
 def test_rank_many_rows_span_a_low_rank_matrix():
     X = low_rank(rank=6)
-    selector = FastMaxVol(n_select=6, row_norms=None).fit(X)
+    selector = FastMaxVol(n_select=6, row_norms=None, hard_cutoff=0.0).fit(X)
     assert selector.rank_ == 6
     assert_allclose(selector.coefficients_ @ X[selector.pivots_], X, atol=1e-8)
     assert np.abs(selector.coefficients_).max() <= 1.05 + 1e-9
@@ -80,14 +80,14 @@ def test_rank_many_rows_span_a_low_rank_matrix():
 
 def test_features_used_as_they_are_give_the_maxvol_rows():
     X = np.random.default_rng(1).standard_normal((400, 8))
-    selector = FastMaxVol(n_select=8, row_norms=None).fit(X)
+    selector = FastMaxVol(n_select=8, row_norms=None, hard_cutoff=0.0).fit(X)
     assert_array_equal(selector.pivots_, maxvol(X)[0])
 
 
 @given(st.integers(0, 2**31 - 1))
 def test_volume_within_the_dominance_factor_of_brute_force(seed):
     X = np.random.default_rng(seed).standard_normal((9, 2))
-    selector = FastMaxVol(n_select=2, row_norms=None).fit(X)
+    selector = FastMaxVol(n_select=2, row_norms=None, hard_cutoff=0.0).fit(X)
     best = max(np.linalg.slogdet(X[list(rows)])[1] for rows in itertools.combinations(range(9), 2))
     assert selector.volume_ >= best - 2 * np.log(1.05 * np.sqrt(2)) - 1e-9
 
@@ -138,7 +138,8 @@ def test_class_balance_needs_class_labels():
 @pytest.mark.parametrize(
     "params, match",
     [({"n_select": 0}, "n_select"), ({"n_select": 1.5}, "n_select"), ({"rank": 0}, "rank"),
-     ({"tol": 0.9}, "tol"), ({"class_balance": "max"}, "class_balance")],
+     ({"tol": 0.9}, "tol"), ({"class_balance": "max"}, "class_balance"),
+     ({"hard_cutoff": 1.0}, "hard_cutoff"), ({"row_norms": "max"}, "row_norms")],
 )
 def test_invalid_parameters_name_the_parameter(params, match):
     with pytest.raises(InvalidParameterError, match=match):
@@ -208,7 +209,7 @@ def oracle_residual(X, G, rank):
 @pytest.mark.parametrize("eps", [0.5, 0.05])
 def test_dynamic_rank_is_the_smallest_rank_within_eps(eps):
     X, G = graft_problem()
-    selector = FastMaxVol(n_select=12, rank="auto", eps=eps, row_norms=None).fit(X, gradients=G)
+    selector = FastMaxVol(n_select=12, rank="auto", eps=eps, row_norms=None, hard_cutoff=0.0).fit(X, gradients=G)
     tried = selector.residuals_
     assert sorted(tried) == list(range(1, selector.rank_ + 1))
     assert selector.residual_ <= eps
@@ -334,19 +335,19 @@ def test_row_norms_cap_the_long_rows_at_the_median_or_scale_every_row_to_unit_no
     median = np.median(norms[norms > 0])
     capped = X * np.minimum(1.0, median / np.maximum(norms, 1e-300))[:, None]
     units = X / np.maximum(norms, 1e-300)[:, None]
-    raw = FastMaxVol(n_select=12, row_norms=None).fit(X)
+    raw = FastMaxVol(n_select=12, row_norms=None, hard_cutoff=0.0).fit(X)
     assert set(range(5)) <= set(raw.select().tolist()) and raw.norm_cap_ is None
-    default = FastMaxVol(n_select=12).fit(X)
+    default = FastMaxVol(n_select=12, row_norms="median", hard_cutoff=0.0).fit(X)
     assert default.norm_cap_ == pytest.approx(median, rel=1e-12)
     assert not set(range(5)) <= set(default.select().tolist())
-    assert_array_equal(default.select(), FastMaxVol(n_select=12, row_norms=None).fit(capped).select())
-    scaled = FastMaxVol(n_select=12, row_norms="unit").fit(X)
-    assert_array_equal(scaled.select(), FastMaxVol(n_select=12, row_norms=None).fit(units).select())
+    assert_array_equal(default.select(), FastMaxVol(n_select=12, row_norms=None, hard_cutoff=0.0).fit(capped).select())
+    scaled = FastMaxVol(n_select=12, row_norms="unit", hard_cutoff=0.0).fit(X)
+    assert_array_equal(scaled.select(), FastMaxVol(n_select=12, row_norms=None, hard_cutoff=0.0).fit(units).select())
     assert_allclose(scaled.coefficients_ @ units[scaled.pivots_], units @ np.eye(12), atol=1e-8)
     assert_array_equal(X, given)  # the rows given are not changed
     # Gradients stay as given.
     G = rng.standard_normal((500, 3))
-    weighted = FastMaxVol(n_select=12).fit(X, gradients=G)
+    weighted = FastMaxVol(n_select=12, hard_cutoff=0.0).fit(X, gradients=G)
     chosen = weighted.select()
     target = G.mean(axis=0)
     assert_allclose(G[chosen].T @ weighted.sample_weight_,
@@ -355,15 +356,82 @@ def test_row_norms_cap_the_long_rows_at_the_median_or_scale_every_row_to_unit_no
     assert FastMaxVol(n_select=3).fit(np.zeros((20, 4))).norm_cap_ is None
 
 
+@given(st.integers(1, 80), st.data())
+def test_row_norms_auto_caps_below_a_fifth_of_the_rows_and_uses_them_as_given_from_there(n, data):
+    n_select = data.draw(st.integers(1, n))
+    X = np.random.default_rng(n).standard_normal((n, 4)) * np.geomspace(0.1, 10, n)[:, None]
+    auto = FastMaxVol(n_select=n_select).fit(X)
+    resolved = "median" if 5 * n_select < n else None
+    assert auto.row_norms_ == resolved
+    explicit = FastMaxVol(n_select=n_select, row_norms=resolved).fit(X)
+    assert auto.norm_cap_ == explicit.norm_cap_
+    assert_array_equal(auto.select(), explicit.select())
+
+
+def test_row_norms_auto_takes_the_longest_rows_only_from_a_fifth_of_the_rows():
+    rng = np.random.default_rng(33)
+    X = rng.standard_normal((500, 12)) * rng.uniform(0.5, 2.0, (500, 1))
+    X[:5] *= 100.0
+    for n_select in (100, 0.5):
+        assert set(range(5)) <= set(FastMaxVol(n_select=n_select).fit(X).select().tolist())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(10, 80), st.floats(0, 0.95), st.data())
+def test_hard_cutoff_leaves_out_the_longest_rows_brute_force(seed, n, fraction, data):
+    """The cut rows are zero rows to the selection: chosen only when the others run out."""
+    rng = np.random.default_rng(seed)
+    n_select = data.draw(st.integers(1, n))
+    # Lengths at least 1.4% apart: no two rows tie for the cut.
+    X = rng.standard_normal((n, 6))
+    X *= (rng.permutation(np.geomspace(0.1, 5.0, n)) / np.linalg.norm(X, axis=1))[:, None]
+    copy = X.copy()
+    selector = FastMaxVol(n_select=n_select, row_norms=None, hard_cutoff=fraction).fit(X)
+    assert_array_equal(X, copy)
+    n_cut = min(int(fraction * n), n - n_select)
+    assert selector.n_hard_cut_ == n_cut
+    cut = np.argsort(np.linalg.norm(X, axis=1))[n - n_cut:]
+    zeroed = X.copy()
+    zeroed[cut] = 0.0
+    expected = FastMaxVol(n_select=n_select, row_norms=None, hard_cutoff=0.0).fit(zeroed)
+    assert_array_equal(selector.select(), expected.select())
+    # n - n_cut >= n_select rows kept, none of them zero: no cut row is needed.
+    assert not np.isin(cut, selector.select()).any()
+
+
+def test_hard_cutoff_auto_leaves_out_a_tenth_below_a_fifth_with_or_without_labels():
+    rng = np.random.default_rng(34)
+    X = rng.standard_normal((300, 20)) * rng.uniform(0.2, 3.0, (300, 1))
+    y = np.repeat([0, 1, 2], [150, 100, 50])
+    lengths = np.linalg.norm(X, axis=1)
+    for n_select, n_cut in ((30, 30), (59, 30), (60, 0), (0.5, 0)):
+        selector = FastMaxVol(n_select=n_select).fit(X)
+        assert selector.n_hard_cut_ == n_cut
+        assert not np.isin(np.argsort(lengths)[300 - n_cut:], selector.select()).any()
+    # By class: each class's own tenth, decided on its quota.
+    balanced = FastMaxVol(n_select=30, class_balance="proportional").fit(X, y)
+    assert balanced.class_quotas_.tolist() == [15, 10, 5]
+    assert balanced.n_hard_cut_ == [15, 10, 5]
+    for label in range(3):
+        rows = np.flatnonzero(y == label)
+        longest = rows[np.argsort(lengths[rows])[-rows.size // 10:]]
+        assert not np.isin(longest, balanced.select()).any()
+    equal = FastMaxVol(n_select=30, class_balance="equal").fit(X, y)
+    assert equal.n_hard_cut_ == [15, 10, 0]  # a quota of 10 of 50 is a fifth
+
+
 def test_row_norms_from_a_source_of_batches_equal_the_in_memory_choice():
     rng = np.random.default_rng(32)
     X = rng.standard_normal((400, 30)) * rng.uniform(0.1, 10, (400, 1))
-    for row_norms in ("median", "unit", None):
-        for n_select in (20, 0.1, 0.5):
+    for row_norms in ("auto", "median", "unit", None):
+        for n_select in (20, 0.1, 0.5, 80):
             in_memory = FastMaxVol(n_select=n_select, row_norms=row_norms).fit(X)
             streamed = FastMaxVol(n_select=n_select, row_norms=row_norms).fit(
                 lambda: iter(np.array_split(X, 6)))
+            assert streamed.row_norms_ == in_memory.row_norms_
             assert streamed.norm_cap_ == in_memory.norm_cap_
+            assert streamed.n_hard_cut_ == in_memory.n_hard_cut_ == (
+                40 if 5 * resolve_n_select(n_select, 400) < 400 else 0)
             assert_array_equal(streamed.select(), in_memory.select())
 
 

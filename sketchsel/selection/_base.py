@@ -34,9 +34,17 @@ def resolve_n_select(n_select, n_samples):
     return max(1, int(n_select * n_samples))
 
 
-# hard_cutoff="auto": this fraction of a class's rows is left out when its quota is below
-# this fraction of them; measured on benchmarks/bench_quality.py (see the selectors' docs).
-_AUTO_HARD_CUTOFF, _AUTO_HARD_CUTOFF_BELOW = 0.1, 0.2
+# A budget below this fraction of the rows (of a class, selecting by class) is small: the
+# defaults then keep away from the hardest examples, and from it on they take them, as
+# Sorscher et al. (2022) advise; measured on benchmarks/bench_quality.py (see the selectors).
+_SMALL_BUDGET = 0.2
+# hard_cutoff="auto": this fraction of a class's rows is left out at a small budget.
+_AUTO_HARD_CUTOFF = 0.1
+
+
+def is_small_budget(n_select, n_rows):
+    """Whether n_select rows out of n_rows is a small budget (below a fifth of them)."""
+    return n_select < _SMALL_BUDGET * n_rows
 
 
 def resolve_hard_cutoff(hard_cutoff, n_select, n_rows, by_class):
@@ -48,8 +56,7 @@ def resolve_hard_cutoff(hard_cutoff, n_select, n_rows, by_class):
     """
     if hard_cutoff != "auto":
         return hard_cutoff
-    small = n_select < _AUTO_HARD_CUTOFF_BELOW * n_rows
-    return _AUTO_HARD_CUTOFF if by_class and small else 0.0
+    return _AUTO_HARD_CUTOFF if by_class and is_small_budget(n_select, n_rows) else 0.0
 
 
 def hard_rows(lengths, n_select, fraction):
