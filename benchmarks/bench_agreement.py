@@ -116,8 +116,9 @@ def bench_quality():
         'AgreementSelector, strategy="top", class_balance="equal"': lambda b: AgreementSelector(
             n_select=b, strategy="top", class_balance="equal"
         ),
-        "AgreementSelector, diversity=0.5, class_balance=None": lambda b: AgreementSelector(
-            n_select=b, diversity=0.5, class_balance=None),
+        "AgreementSelector, diversity=0.5, class_balance=None, fallback=None":
+            lambda b: AgreementSelector(n_select=b, diversity=0.5, class_balance=None,
+                                        fallback=None),
         "FastMaxVol on the gradients": lambda b: FastMaxVol(n_select=b),
     }
     header = "| method | " + " | ".join(f"{b:.0%} accuracy | time (s)" for b in BUDGETS) + " |"
