@@ -126,6 +126,9 @@ def test_a_source_of_batches_gives_the_in_memory_selection(projection, balance, 
     assert_allclose(streamed.scores_, in_memory.scores_, atol=1e-8)
     assert_array_equal(streamed.select(), in_memory.select())
     assert streamed.n_hard_cut_ == in_memory.n_hard_cut_
+    # From a fifth of a class on, maxvol chooses the cover's rows, from the source too.
+    assert streamed.fallback_used_ == in_memory.fallback_used_
+    assert np.any(in_memory.fallback_used_) == (n_select == 0.3 and store)
     assert np.any(in_memory.n_hard_cut_) == (n_select == 0.1 and balance is not None)
     # The first 12 directions span the gradients (rank 12); the others are arbitrary.
     k = 12 if projection == "fd" else 16
@@ -513,6 +516,22 @@ def test_from_a_fifth_of_a_class_maxvol_chooses_on_the_raw_projections():
         rows = np.flatnonzero(y == label)
         expected += rows[greedy(units[rows], -scores[rows], quota, 32.0)].tolist()
     assert_array_equal(cover.select(), np.sort(expected))
+
+
+def test_a_zero_diversity_ranks_by_score_without_the_projections_at_any_budget():
+    G = gradients(n=300, d=20, rank=20, seed=29)
+    y = np.repeat([0, 1, 2], 100)
+    params = dict(n_select=0.3, diversity=0.0, random_state=0)
+    in_memory = AgreementSelector(**params).fit(G, y)
+    assert in_memory.fallback_used_ == [False, False, False]
+
+    def source():
+        return ((G[i : i + 64], y[i : i + 64]) for i in range(0, 300, 64))
+
+    streamed = AgreementSelector(**params, store_projections=False).fit(source)
+    assert_array_equal(streamed.select(), in_memory.select())
+    top = AgreementSelector(n_select=0.3, strategy="top").fit(G, y)
+    assert_array_equal(in_memory.select(), top.select())
 
 
 def test_the_fallback_is_decided_per_class_at_a_fifth_and_only_for_the_cover():

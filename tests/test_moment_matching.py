@@ -163,8 +163,9 @@ def test_solution_is_optimal_against_scipy_on_the_paper_form(seed, coef):
         constraints=[{"type": "eq", "fun": lambda x: x[:n].sum() - 1}],
         method="SLSQP", options={"ftol": 1e-15, "maxiter": 1000},
     )
+    # Some 10-row programs need about 50,000 iterations to reach this tol (seed 357, c = 0.6).
     ours = solve_moment_matching(xp_numpy, A, target, n_select, uniform(n), tol=1e-9,
-                                 max_iter=20_000)
+                                 max_iter=60_000)
     scale = np.sum(target**2)
     gamma = best_gamma(xp_numpy, A.T @ ours.shares, eigenvalues, 1 / coef)
     assert np.all(gamma >= 1 / coef)

@@ -423,15 +423,17 @@ def test_hard_cutoff_auto_leaves_out_a_tenth_below_a_fifth_with_or_without_label
 def test_row_norms_from_a_source_of_batches_equal_the_in_memory_choice():
     rng = np.random.default_rng(32)
     X = rng.standard_normal((400, 30)) * rng.uniform(0.1, 10, (400, 1))
-    for row_norms in ("auto", "median", "unit", None):
+    for row_norms, hard_cutoff in itertools.product(("auto", "median", "unit", None),
+                                                    ("auto", 0.0, 0.3)):
         for n_select in (20, 0.1, 0.5, 80):
-            in_memory = FastMaxVol(n_select=n_select, row_norms=row_norms).fit(X)
-            streamed = FastMaxVol(n_select=n_select, row_norms=row_norms).fit(
-                lambda: iter(np.array_split(X, 6)))
+            params = dict(n_select=n_select, row_norms=row_norms, hard_cutoff=hard_cutoff)
+            in_memory = FastMaxVol(**params).fit(X)
+            streamed = FastMaxVol(**params).fit(lambda: iter(np.array_split(X, 6)))
             assert streamed.row_norms_ == in_memory.row_norms_
             assert streamed.norm_cap_ == in_memory.norm_cap_
-            assert streamed.n_hard_cut_ == in_memory.n_hard_cut_ == (
-                40 if 5 * resolve_n_select(n_select, 400) < 400 else 0)
+            small = 5 * resolve_n_select(n_select, 400) < 400
+            expected = {"auto": 40 if small else 0, 0.0: 0, 0.3: 120}[hard_cutoff]
+            assert streamed.n_hard_cut_ == in_memory.n_hard_cut_ == expected
             assert_array_equal(streamed.select(), in_memory.select())
 
 

@@ -117,12 +117,14 @@ class AgreementSelector(BaseSelector):
         MLP it costs 10% of wine (0.911 against 0.973, 13 rows), which over
         splits 0-14 it did not (0.941 against 0.956, random 0.915).
     fallback : {"maxvol"} or None, default="maxvol"
-        What chooses the rows with ``strategy="diverse"`` when the budget is
-        at least a fifth of the rows (of a class's, with ``class_balance``;
-        of those ``hard_cutoff`` keeps). "maxvol": :class:`FastMaxVol` with
-        its defaults, which at such budgets take the projections ``z_i`` as
-        they are and cut none: the rows of largest volume, which the longest
-        projections (the hardest examples) dominate. None: the greedy cover at every
+        What chooses the rows with ``strategy="diverse"`` (and a positive
+        ``diversity``) when the budget is at least a fifth of the rows (of a
+        class's, with ``class_balance``; of those ``hard_cutoff`` keeps).
+        "maxvol": :class:`FastMaxVol` with its defaults, which at such
+        budgets take the projections ``z_i`` as they are and cut none: the
+        rows of largest volume, which the longest projections (the hardest
+        examples) dominate; ``prefer``, ``diversity`` and ``random_state``
+        then play no part in the choice. None: the greedy cover at every
         budget. Over splits 0-24 of the protocol of
         ``benchmarks/bench_quality.py`` (3 datasets, 2 models), at 25% the
         fallback met the target in 6 of 6 cases against 3 for the cover
@@ -437,7 +439,7 @@ class AgreementSelector(BaseSelector):
 
     def _falls_back(self, n_select, n_rows):
         """Whether ``fallback`` chooses n_select of a group's n_rows rows."""
-        return (self.strategy == "diverse" and self.fallback == "maxvol"
+        return (self._compares_rows() and self.fallback == "maxvol"
                 and not is_small_budget(n_select, n_rows))
 
     def _compares_rows(self):

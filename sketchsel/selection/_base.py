@@ -47,16 +47,18 @@ def is_small_budget(n_select, n_rows):
     return n_select < _SMALL_BUDGET * n_rows
 
 
-def resolve_hard_cutoff(hard_cutoff, n_select, n_rows, by_class):
+def resolve_hard_cutoff(hard_cutoff, n_select, n_rows, auto_cuts):
     """The fraction of the rows to leave out: ``hard_cutoff``, with "auto" resolved.
 
-    "auto" leaves out a tenth of a class's rows when selecting by class with a
-    quota below a fifth of them, and nothing otherwise: the gain was measured
-    on labelled data, where the longest gradients are the hardest examples.
+    "auto" leaves out a tenth of the rows (of a class) when ``auto_cuts`` and
+    the budget is below a fifth of them, and nothing otherwise. Agreement and
+    moment matching cut only when selecting by class, FastMaxVol with or
+    without labels: each as its gain was measured, on labelled data, where
+    the longest gradients are the hardest examples.
     """
     if hard_cutoff != "auto":
         return hard_cutoff
-    return _AUTO_HARD_CUTOFF if by_class and is_small_budget(n_select, n_rows) else 0.0
+    return _AUTO_HARD_CUTOFF if auto_cuts and is_small_budget(n_select, n_rows) else 0.0
 
 
 def hard_rows(lengths, n_select, fraction):

@@ -173,8 +173,11 @@ class FastMaxVol(BaseSelector):
         closest to the mean gradient; train on the subset with these weights
         to follow the full-batch gradient.
     classes_, class_quotas_ : ndarray
-        With ``class_balance``: the classes and the rows taken from each; the
-        attributes above are then lists with one entry per class.
+        With ``class_balance``: the classes and the rows taken from each;
+        ``rank_``, ``volume_``, ``coefficients_``, ``pivots_``,
+        ``residuals_``, ``residual_``, ``sample_weight_`` and ``n_hard_cut_``
+        are then lists with one entry per class (``pivots_`` indexing the
+        class's rows).
     n_samples_fit_ : int
         Rows of the X given to fit.
     n_features_in_ : int
@@ -351,14 +354,15 @@ class FastMaxVol(BaseSelector):
         return fitted["pivots_"], fitted
 
     def _reduce_source(self, source):
-        """The rank-dimensional representation of a source's rows, in three passes.
+        """The rank-dimensional representation of a source's rows, in two or three passes.
 
-        Pass 1 reads the row lengths (to count the rows, find their median
-        and the rows ``hard_cutoff`` leaves out), pass 2 sketches the scaled
-        rows with Frequent Directions, pass 3 projects them on its leading
-        directions, so memory is O(sketch + N * rank), never N x D; the
-        in-memory path then runs on the projections and chooses the same rows
-        as ``fit`` on the whole array.
+        A first pass reads the row lengths, to count the rows, find their
+        median and the rows ``hard_cutoff`` leaves out (unless the budget is
+        a count, ``row_norms`` None or "unit" and ``hard_cutoff`` 0). Then
+        one pass sketches the scaled rows with Frequent Directions and one
+        projects them on its leading directions, so memory is O(sketch + N *
+        rank), never N x D; the in-memory path then runs on the projections
+        and chooses the same rows as ``fit`` on the whole array.
         """
         if self.rank == "auto":
             raise ValueError(
@@ -372,24 +376,29 @@ class FastMaxVol(BaseSelector):
         if self.class_balance in ("equal", "proportional"):
             raise unsupported
         backend = self.backend
-        # The first pass: the row lengths, for the budget, the scaling and the cut.
-        lengths = []
-        for rows, _ in iter_batches(source):
-            rows, xp = check_array(rows, backend=backend)
-            lengths.append(np.asarray(to_numpy(xp.linalg.vector_norm(rows, axis=1)),
-                                      dtype=np.float64))
-        if not lengths:
-            raise empty_source_error()
-        n_select = resolve_n_select(self.n_select, sum(part.shape[0] for part in lengths))
-        self._set_scaling(n_select, lengths)
-        cut, self.n_hard_cut_ = self._cut_rows(np.concatenate(lengths), n_select)
+        n_select, cut = self.n_select, None
+        self.row_norms_, self.norm_cap_, self.n_hard_cut_ = self.row_norms, None, 0
+        if (not isinstance(n_select, Integral) or self.row_norms in ("median", "auto")
+                or self.hard_cutoff != 0):
+            # The first pass: the row lengths, for the budget, the scaling and the cut.
+            lengths = []
+            for rows, _ in iter_batches(source):
+                rows, xp = check_array(rows, backend=backend)
+                lengths.append(np.asarray(to_numpy(xp.linalg.vector_norm(rows, axis=1)),
+                                          dtype=np.float64))
+            if not lengths:
+                raise empty_source_error()
+            n_select = resolve_n_select(n_select, sum(part.shape[0] for part in lengths))
+            self._set_scaling(n_select, lengths)
+            cut, self.n_hard_cut_ = self._cut_rows(np.concatenate(lengths), n_select)
 
         def scaled():
             start = 0
             for rows, batch_labels in iter_batches(source):
                 rows, xp = check_array(rows, backend=backend)
                 stop = start + rows.shape[0]
-                yield self._scale(xp, rows, cut=cut[start:stop]), batch_labels
+                part = None if cut is None else cut[start:stop]
+                yield self._scale(xp, rows, cut=part), batch_labels
                 start = stop
 
         # As in the in-memory path, where the rank never exceeds the budget.

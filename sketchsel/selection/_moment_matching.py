@@ -423,7 +423,7 @@ class MomentMatchingSelector(BaseSelector):
         # of the shares covers every direction, the condition the variance bound needs.
         fallback = self.fallback == "maxvol" and n_select < rank
         if fallback:
-            # This selector's own hard_cutoff has left rows out already.
+            # This selector's own hard_cutoff decides which rows are left out.
             maxvol = FastMaxVol(n_select, hard_cutoff=0.0, backend=self.backend)
             rows = maxvol.fit(X).sample_indices_
             start = np.zeros(n_rows)
