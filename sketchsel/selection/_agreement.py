@@ -14,13 +14,13 @@ from ..sketch import FrequentDirections
 from ..sketch._dask import map_row_blocks, validated_dtype
 from ._base import (
     BaseSelector,
+    cut_by_group,
     empty_source_error,
-    hard_rows,
     is_small_budget,
     iter_batches,
     labels_of_every_batch,
     resolve_class_balance,
-    resolve_hard_cutoff,
+    row_groups,
     sketch_source,
 )
 from ._fast_maxvol import FastMaxVol
@@ -383,9 +383,7 @@ class AgreementSelector(BaseSelector):
             units = unit_rows(xp, projections, norms)
             scores = np.empty(X.shape[0])
             lengths = np.asarray(to_numpy(norms), dtype=np.float64)
-        groups = [np.arange(X.shape[0])] if codes is None else [
-            np.flatnonzero(codes == code) for code in range(quotas.size)
-        ]
+        groups = row_groups(codes, X.shape[0], None if quotas is None else quotas.size)
         budgets = [n_select] if codes is None else quotas
         if self.class_balance_ == "equal":
             # k / C each, capped by the class sizes; what small classes leave
@@ -396,7 +394,8 @@ class AgreementSelector(BaseSelector):
         # Higher is preferred: the scores, or their negatives for hard examples.
         sign = 1.0 if self._prefers_easy(n_select, X.shape[0]) else -1.0
         rng = check_random_state(self.random_state)
-        chosen, cut, fallback_used = [], np.zeros(X.shape[0], dtype=bool), []
+        cut, n_cut = cut_by_group(lengths, groups, budgets, self.hard_cutoff, codes is not None)
+        chosen, fallback_used = [], []
         for rows, quota in zip(groups, budgets):
             part = units
             if units is not None:
@@ -404,9 +403,6 @@ class AgreementSelector(BaseSelector):
                     part = xp.take(units, xp.asarray(rows, device=device(X)), axis=0)
                 scores[rows] = _agreement(xp, part)
             if quota:
-                fraction = resolve_hard_cutoff(self.hard_cutoff, int(quota), rows.size,
-                                               codes is not None)
-                cut[rows] = hard_rows(lengths[rows], int(quota), fraction)
                 kept = np.flatnonzero(~cut[rows])
                 fallback_used.append(self._falls_back(int(quota), kept.size))
                 if fallback_used[-1]:
@@ -424,9 +420,7 @@ class AgreementSelector(BaseSelector):
         fitted = {
             "scores_": scores,
             "components_": directions,
-            "n_hard_cut_": int(cut.sum()) if codes is None else [
-                int(cut[rows].sum()) if quota else None for rows, quota in zip(groups, budgets)
-            ],
+            "n_hard_cut_": n_cut[0] if codes is None else n_cut,
             "fallback_used_": fallback_used[0] if codes is None else fallback_used,
         }
         if chosen.size < n_select:

@@ -78,6 +78,31 @@ def hard_rows(lengths, n_select, fraction):
     return cut
 
 
+def row_groups(codes, n_rows, n_groups):
+    """Row indices of each group: all rows without class codes, else each class's."""
+    if codes is None:
+        return [np.arange(n_rows)]
+    return [np.flatnonzero(codes == code) for code in range(n_groups)]
+
+
+def cut_by_group(lengths, groups, budgets, hard_cutoff, auto_cuts):
+    """Mask of the rows a hard cutoff leaves out of each group, and the count per group.
+
+    ``groups`` holds the row indices of each group and ``budgets`` the rows
+    to choose from each (see :func:`resolve_hard_cutoff` for ``auto_cuts``);
+    a group with no budget keeps every row and counts None.
+    """
+    cut, counts = np.zeros(lengths.shape[0], dtype=bool), []
+    for rows, quota in zip(groups, budgets):
+        if not quota:
+            counts.append(None)
+            continue
+        fraction = resolve_hard_cutoff(hard_cutoff, int(quota), rows.size, auto_cuts)
+        cut[rows] = hard_rows(lengths[rows], int(quota), fraction)
+        counts.append(int(cut[rows].sum()))
+    return cut, counts
+
+
 def class_quotas(counts, n_select, mode):
     """Rows to take from each class, summing to n_select.
 

@@ -20,14 +20,14 @@ from ..linalg._maxvol import _add_rows, _maxvol
 from ..sketch import FrequentDirections
 from ._base import (
     BaseSelector,
+    cut_by_group,
     empty_source_error,
-    hard_rows,
     is_small_budget,
     iter_batches,
     labels_of_every_batch,
     resolve_class_balance,
-    resolve_hard_cutoff,
     resolve_n_select,
+    row_groups,
     sketch_source,
 )
 
@@ -293,19 +293,11 @@ class FastMaxVol(BaseSelector):
 
     def _cut_rows(self, lengths, n_select, codes=None, quotas=None):
         """Mask of the rows ``hard_cutoff`` leaves out, and ``n_hard_cut_``."""
-        groups = [np.arange(lengths.shape[0])] if codes is None else [
-            np.flatnonzero(codes == code) for code in range(quotas.size)
-        ]
-        cut, counts = np.zeros(lengths.shape[0], dtype=bool), []
-        for rows, quota in zip(groups, [n_select] if codes is None else quotas):
-            if not quota:
-                counts.append(None)
-                continue
-            # Unlike agreement and moment matching, "auto" cuts without labels too:
-            # this selector ignores them by default, and that is how it was measured.
-            fraction = resolve_hard_cutoff(self.hard_cutoff, int(quota), rows.size, True)
-            cut[rows] = hard_rows(lengths[rows], int(quota), fraction)
-            counts.append(int(cut[rows].sum()))
+        groups = row_groups(codes, lengths.shape[0], None if quotas is None else quotas.size)
+        # Unlike agreement and moment matching, "auto" cuts without labels too:
+        # this selector ignores them by default, and that is how it was measured.
+        cut, counts = cut_by_group(lengths, groups, [n_select] if codes is None else quotas,
+                                   self.hard_cutoff, True)
         return cut, counts[0] if codes is None else counts
 
     def _scale(self, xp, X, norms=None, cut=None):
