@@ -37,7 +37,8 @@ SELECTORS = {
     # cap became these selectors' defaults.
     "MomentMatchingSelector(class_balance=None)": lambda: MomentMatchingSelector(
         n_select=0.1, class_balance=None, random_state=0),
-    "FastMaxVol(row_norms='unit')": lambda: FastMaxVol(n_select=0.1, row_norms="unit"),
+    "FastMaxVol(row_norms='unit', class_balance=None)": lambda: FastMaxVol(
+        n_select=0.1, row_norms="unit", class_balance=None),
 }
 
 

@@ -115,7 +115,7 @@ def add_parser(commands):
     parser.add_argument("--class-balance", choices=["auto", "equal", "proportional", "none"],
                         help="select within each class of --labels; 'auto': in proportion "
                         "to the classes when labels are given; 'none' ignores them (default: "
-                        "the method's: 'auto' for agreement and moment, none for maxvol)")
+                        "auto)")
     parser.add_argument("--key", help="array name inside a .npz gradients file")
     parser.add_argument("--sketch-size", type=int,
                         help="sketch size of agreement and moment (their default otherwise)")
@@ -155,10 +155,12 @@ def run(args):
     selector = _selector(args)
     if args.scores and args.method == "maxvol":
         raise CommandError("maxvol does not score rows; drop --scores or pick another method.")
+    # Every method's class_balance defaults to "auto": balanced whenever labels are given.
     balanced = args.class_balance in ("equal", "proportional") or (
-        args.class_balance == "auto" and args.labels)
+        args.class_balance in (None, "auto") and args.labels)
     if args.weights and (args.method != "maxvol" or balanced):
-        raise CommandError("--weights needs --method maxvol, without --class-balance.")
+        raise CommandError("--weights needs --method maxvol, without class balancing: drop "
+                           "--labels, or pass --class-balance none.")
 
     def blocks():
         for start in range(0, G.shape[0], args.block_rows):

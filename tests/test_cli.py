@@ -105,6 +105,17 @@ def test_select_writes_what_the_selector_chooses(gradients, method):
     assert "kept 60 of 300 rows" in out.stdout
 
 
+def test_maxvol_with_labels_balances_by_class_from_the_blocks(gradients):
+    G, y, folder = gradients
+    out = run("select", str(folder / "G.npy"), "--method", "maxvol", "--n-select", "0.1",
+              "--labels", str(folder / "y.npy"), "--block-rows", "64",
+              "-o", str(folder / "rows.npy"))
+    assert out.returncode == 0, out.stderr
+    expected = FastMaxVol(n_select=0.1).fit(G, y)
+    assert expected.class_balance_ == "proportional"
+    np.testing.assert_array_equal(np.load(folder / "rows.npy"), expected.select())
+
+
 def test_select_with_labels_scores_and_an_npz_key(gradients):
     G, y, folder = gradients
     out = run("select", str(folder / "G.npz"), "--key", "grads", "--method", "moment",
@@ -152,6 +163,13 @@ def test_select_writes_maxvol_weights_that_reproduce_the_mean_row(gradients):
     # 50 rows span the 40 columns: the weighted rows give the mean row exactly.
     np.testing.assert_allclose(G[rows].astype(np.float64).T @ weights, G.mean(axis=0),
                                atol=1e-5)
+    # Labels given, balancing declined: the weights are those of the rows without classes.
+    out = run("select", str(folder / "G.npy"), "--method", "maxvol", "--n-select", "50",
+              "--labels", str(folder / "y.npy"), "--class-balance", "none",
+              "--weights", str(folder / "w2.npy"), "-o", str(folder / "rows2.npy"))
+    assert out.returncode == 0, out.stderr
+    np.testing.assert_array_equal(np.load(folder / "rows2.npy"), rows)
+    np.testing.assert_array_equal(np.load(folder / "w2.npy"), weights)
 
 
 @pytest.mark.parametrize(
@@ -168,6 +186,8 @@ def test_select_writes_maxvol_weights_that_reproduce_the_mean_row(gradients):
         (["G.npy", "--n-select", "301"], 1, "n_select=301"),
         (["G.npy", "--method", "maxvol", "--scores", "s.npy"], 1, "does not score"),
         (["G.npy", "--weights", "w.npy"], 1, "needs --method maxvol"),
+        (["G.npy", "--method", "maxvol", "--labels", "y.npy", "--weights", "w.npy"], 1,
+         "--class-balance none"),
         (["G.npy", "--method", "magic"], 2, "invalid choice"),
         (["G.npy", "--n-select", "lots"], 2, "not a count or a fraction"),
         (["G.npy", "--n-select", "inf"], 2, "a fraction must be in (0, 1]"),

@@ -64,8 +64,8 @@ def test_selection_readers_agree():
     mask = selector.get_support()
     assert mask.shape == (600,) and mask.sum() == 30 and np.all(mask[chosen])
     assert_array_equal(FastMaxVol(n_select=0.05).fit_select(X), chosen)
-    y = np.arange(600)
-    X_res, y_res = FastMaxVol(n_select=0.05).fit_resample(X, y)
+    y = np.arange(600)  # row numbers, not classes: nothing to balance
+    X_res, y_res = FastMaxVol(n_select=0.05, class_balance=None).fit_resample(X, y)
     assert_array_equal(X_res, X[chosen])
     assert_array_equal(y_res, chosen)
 
@@ -270,10 +270,11 @@ def test_a_source_of_batches_selects_what_the_array_does():
     # The last two ask for a rank above the 40 features: X is then used as it is.
     for n_select, rank in [(0.02, None), (18, None), (30, 6), (12, 30), (0.02, 30), (60, None),
                            (50, 45)]:
-        in_memory = FastMaxVol(n_select=n_select, rank=rank).fit(X)
-        streamed = FastMaxVol(n_select=n_select, rank=rank).fit(source)
-        assert_array_equal(streamed.select(), in_memory.select())
-        assert streamed.n_features_in_ == 40
+        for balance in ("auto", None):  # by class (the labels of the batches), and not
+            in_memory = FastMaxVol(n_select=n_select, rank=rank, class_balance=balance)
+            streamed = FastMaxVol(n_select=n_select, rank=rank, class_balance=balance)
+            assert_array_equal(streamed.fit(source).select(), in_memory.fit(X, y).select())
+            assert streamed.n_features_in_ == 40
     assert FastMaxVol(n_select=0.02).fit(source).sampling_strategy_ == expected.sampling_strategy_
 
 
@@ -294,7 +295,7 @@ def test_sources_that_cannot_work_are_refused_clearly():
     source = lambda: iter([X[:100], X[100:]])  # noqa: E731
     with pytest.raises(ValueError, match="labels come from the batches"):
         FastMaxVol(n_select=4).fit(source, np.zeros(200))
-    with pytest.raises(ValueError, match="class_balance with a source of batches"):
+    with pytest.raises(ValueError, match=r"yield \(X_batch, y_batch\) pairs"):
         FastMaxVol(n_select=4, class_balance="equal").fit(source)
     with pytest.raises(ValueError, match="no rows"):
         FastMaxVol(n_select=4).fit(lambda: iter([]))
@@ -443,15 +444,52 @@ def test_proportional_quotas_break_equal_remainders_towards_the_first_classes():
     assert class_quotas([20, 80, 200], 40, "proportional").tolist() == [3, 11, 26]
 
 
-def test_auto_balancing_of_maxvol_from_a_source_needs_arrays_only_with_labels():
+@pytest.mark.parametrize("class_balance", ["auto", "proportional", "equal"])
+def test_class_balance_from_a_source_of_batches_equals_the_in_memory_choice(class_balance):
+    rng = np.random.default_rng(33)
+    X = rng.standard_normal((400, 30)) * rng.uniform(0.1, 10, (400, 1))
+    y = rng.permutation(np.repeat([0, 1, 2], [250, 120, 30]))
+
+    def source():
+        return ((X[i : i + 70], y[i : i + 70]) for i in range(0, 400, 70))
+
+    # Budgets with a class left without rows (2), classes wider and narrower than their
+    # rank (0.5: quotas of 125 and 15 with 30 features), and a rank below the quotas.
+    for n_select, rank, row_norms, hard_cutoff in itertools.product(
+            (2, 20, 0.1, 0.5), (None, 4), ("auto", None), ("auto", 0.0)):
+        params = dict(n_select=n_select, rank=rank, row_norms=row_norms,
+                      hard_cutoff=hard_cutoff, class_balance=class_balance)
+        in_memory = FastMaxVol(**params).fit(X, y)
+        streamed = FastMaxVol(**params).fit(source)
+        assert_array_equal(streamed.class_quotas_, in_memory.class_quotas_)
+        assert streamed.n_hard_cut_ == in_memory.n_hard_cut_
+        assert streamed.rank_ == in_memory.rank_
+        assert_array_equal(streamed.select(), in_memory.select())
+
+
+def test_a_source_is_read_in_three_passes_or_two_when_nothing_needs_the_first():
+    rng = np.random.default_rng(35)
+    X, y = rng.standard_normal((300, 12)), np.arange(300) % 3
+    passes = []
+
+    def source():
+        passes.append(1)
+        return ((X[i : i + 64], y[i : i + 64]) for i in range(0, 300, 64))
+
+    for params, expected in [({}, 3), ({"class_balance": None}, 3),
+                             ({"class_balance": None, "row_norms": None, "hard_cutoff": 0.0}, 2),
+                             ({"row_norms": None, "hard_cutoff": 0.0}, 3)]:
+        passes.clear()
+        FastMaxVol(n_select=20, **params).fit(source)
+        assert len(passes) == expected, params
+
+
+def test_auto_balancing_of_maxvol_from_an_unlabelled_source_is_none():
     X = np.random.default_rng(33).standard_normal((200, 10))
-    unlabelled = FastMaxVol(n_select=20, class_balance="auto").fit(
-        lambda: iter(np.array_split(X, 4)))
+    unlabelled = FastMaxVol(n_select=20).fit(lambda: iter(np.array_split(X, 4)))
+    assert unlabelled.class_balance_ is None
     assert_array_equal(unlabelled.select(), FastMaxVol(n_select=20).fit(X).select())
     y = np.arange(200) % 2
-    with pytest.raises(ValueError, match="not supported yet"):
-        FastMaxVol(n_select=20, class_balance="auto").fit(
-            lambda: ((X[i : i + 50], y[i : i + 50]) for i in range(0, 200, 50)))
     with pytest.raises(ValueError, match="Some batches yielded labels"):
         sketchsel.MomentMatchingSelector(n_select=20, sketch_size=4).fit(
             lambda: iter([(X[:100], y[:100]), X[100:]]))

@@ -399,7 +399,8 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
         if y is None:
             raise ValueError(
                 f"class_balance={self.class_balance!r} needs the class labels y; pass "
-                f"fit(X, y), or use class_balance=None."
+                f"fit(X, y) (from a source of batches, yield (X_batch, y_batch) pairs), or "
+                f"use class_balance=None."
             )
         y = column_or_1d(to_numpy(y), warn=True)
         if y.shape[0] != n_samples:
