@@ -448,19 +448,19 @@ def test_proportional_quotas_break_equal_remainders_towards_the_first_classes():
 def test_class_balance_from_a_source_of_batches_equals_the_in_memory_choice(class_balance):
     rng = np.random.default_rng(33)
     X = rng.standard_normal((400, 30)) * rng.uniform(0.1, 10, (400, 1))
-    y = rng.permutation(np.repeat([0, 1, 2], [250, 120, 30]))
-
-    def source():
-        return ((X[i : i + 70], y[i : i + 70]) for i in range(0, 400, 70))
+    sorted_y = np.repeat([0, 1, 2], [250, 120, 30])
 
     # Budgets with a class left without rows (2), classes wider and narrower than their
-    # rank (0.5: quotas of 125 and 15 with 30 features), and a rank below the quotas.
-    for n_select, rank, row_norms, hard_cutoff in itertools.product(
-            (2, 20, 0.1, 0.5), (None, 4), ("auto", None), ("auto", 0.0)):
+    # rank (0.5: quotas of 125 and 15 with 30 features), a rank below the quotas, and
+    # batches of mixed classes or mostly of one.
+    for n_select, rank, row_norms, hard_cutoff, y in itertools.product(
+            (2, 20, 0.1, 0.5), (None, 4), ("auto", None), ("auto", 0.0),
+            (rng.permutation(sorted_y), sorted_y)):
         params = dict(n_select=n_select, rank=rank, row_norms=row_norms,
                       hard_cutoff=hard_cutoff, class_balance=class_balance)
         in_memory = FastMaxVol(**params).fit(X, y)
-        streamed = FastMaxVol(**params).fit(source)
+        streamed = FastMaxVol(**params).fit(
+            lambda: ((X[i : i + 70], y[i : i + 70]) for i in range(0, 400, 70)))
         assert_array_equal(streamed.class_quotas_, in_memory.class_quotas_)
         assert streamed.n_hard_cut_ == in_memory.n_hard_cut_
         assert streamed.rank_ == in_memory.rank_
