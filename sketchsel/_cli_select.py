@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from .selection import AgreementSelector, FastMaxVol, MomentMatchingSelector
+from .selection._base import resolve_class_balance
 
 SELECTORS = {
     "agreement": AgreementSelector,
@@ -155,9 +156,7 @@ def run(args):
     selector = _selector(args)
     if args.scores and args.method == "maxvol":
         raise CommandError("maxvol does not score rows; drop --scores or pick another method.")
-    # Every method's class_balance defaults to "auto": balanced whenever labels are given.
-    balanced = args.class_balance in ("equal", "proportional") or (
-        args.class_balance in (None, "auto") and args.labels)
+    balanced = resolve_class_balance(selector.class_balance, labels) is not None
     if args.weights and (args.method != "maxvol" or balanced):
         raise CommandError("--weights needs --method maxvol, without class balancing: drop "
                            "--labels, or pass --class-balance none.")
