@@ -301,6 +301,33 @@ def test_sources_that_cannot_work_are_refused_clearly():
         FastMaxVol(n_select=4).fit(lambda: iter([]))
 
 
+def test_a_source_whose_passes_differ_is_refused_clearly():
+    rng = np.random.default_rng(36)
+    X, y = rng.standard_normal((300, 10)), np.arange(300) % 3
+    passes = []
+
+    def source(first, later, order=lambda n: np.arange(n)):
+        def make():
+            passes.append(1)
+            rows = order(300)[: first if len(passes) == 1 else later]
+            return ((X[rows[i : i + 50]], y[rows[i : i + 50]]) for i in range(0, rows.size, 50))
+        return make
+
+    for made, message in [
+        (source(250, 300), "250 rows in one pass and more in the next"),
+        (source(300, 250), "300 rows in one pass and 250 in the next"),
+        # A shuffling loader: each pass in another order.
+        (source(300, 300, rng.permutation), "other labels in one pass than in the next"),
+    ]:
+        passes.clear()
+        with pytest.raises(ValueError, match=message):
+            FastMaxVol(n_select=0.1).fit(made)
+    # One sketch per class would take batches of other widths without complaint.
+    widths = lambda: iter([(X[:200], y[:200]), (X[200:, :8], y[200:])])  # noqa: E731
+    with pytest.raises(ValueError, match="has 8 columns and the first had 10"):
+        FastMaxVol(n_select=0.1).fit(widths)
+
+
 @pytest.mark.parametrize(
     "make",
     [

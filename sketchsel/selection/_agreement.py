@@ -14,8 +14,8 @@ from ..sketch import FrequentDirections
 from ..sketch._dask import map_row_blocks, validated_dtype
 from ._base import (
     BaseSelector,
+    check_rows,
     cut_by_group,
-    empty_source_error,
     is_small_budget,
     iter_batches,
     labels_of_every_batch,
@@ -593,7 +593,7 @@ class AgreementSelector(BaseSelector):
             start = stop
             if batch_labels is not None:
                 labels.append(batch_labels)
-        _check_rows(n_rows, start)
+        check_rows(n_rows, start)
         if stored is None:
             stored = array_namespace(pieces[0]).concat(pieces, axis=0)
         return stored, labels_of_every_batch(labels, start), directions
@@ -617,7 +617,7 @@ class AgreementSelector(BaseSelector):
                 part = xp.take(units, xp.asarray(rows, device=device(units)), axis=0)
                 total = xp.sum(part, axis=0, dtype=xp.float64)
                 totals[key] = total if key not in totals else totals[key] + total
-        _check_rows(n_rows, n_rows)
+        check_rows(n_rows, n_rows)
         all_labels = labels_of_every_batch(seen_labels, n_rows)
         per_class = resolve_class_balance(self.class_balance, all_labels) is not None
         if not per_class:
@@ -636,7 +636,7 @@ class AgreementSelector(BaseSelector):
                     scored[seen + rows, 0] = to_numpy(part @ direction)
             scored[seen : seen + units.shape[0], 1] = to_numpy(lengths)
             seen += units.shape[0]
-        _check_rows(n_rows, seen)
+        check_rows(n_rows, seen)
         return scored, all_labels, directions
 
 
@@ -645,17 +645,6 @@ def _groups(labels, n_rows):
     if labels is None:
         return [(None, np.arange(n_rows))]
     return [(key, np.flatnonzero(labels == key)) for key in np.unique(labels)]
-
-
-def _check_rows(expected, found):
-    if found == 0:
-        raise empty_source_error()
-    if expected and found != expected:
-        found = "more" if found > expected else found
-        raise ValueError(
-            f"The source yielded {expected} rows in one pass and {found} in the next; it "
-            f"must yield the same batches on every pass."
-        )
 
 
 def _agreement(xp, units):

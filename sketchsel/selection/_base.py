@@ -19,6 +19,22 @@ def empty_source_error():
     return ValueError("The source of batches yielded no rows; X must hold at least one.")
 
 
+def check_rows(expected, found):
+    """Refuse a pass over a source that yielded no rows, or other rows than an earlier one.
+
+    ``expected`` is the rows of the earlier pass (0 or None when unknown) and
+    ``found`` those of this one (counted up to the first row past them).
+    """
+    if found == 0:
+        raise empty_source_error()
+    if expected and found != expected:
+        found = "more" if found > expected else found
+        raise ValueError(
+            f"The source yielded {expected} rows in one pass and {found} in the next; it "
+            f"must yield the same batches on every pass."
+        )
+
+
 def resolve_n_select(n_select, n_samples):
     """The number of rows a budget asks for: a count, or a fraction of n_samples.
 

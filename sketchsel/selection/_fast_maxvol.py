@@ -20,6 +20,7 @@ from ..linalg._maxvol import _add_rows, _maxvol
 from ..sketch import FrequentDirections
 from ._base import (
     BaseSelector,
+    check_rows,
     cut_by_group,
     empty_source_error,
     is_small_budget,
@@ -74,10 +75,10 @@ class FastMaxVol(BaseSelector):
         unit norm, so that only directions count; None uses the rows as
         given. "auto" is "median" when the budget is below a fifth of the
         rows of X and None otherwise. Over splits 0-24 of the protocol of
-        ``benchmarks/bench_quality.py`` (3 datasets, 2 models), raw rows
-        beat "median" at 25% in 6 of 6 cases (digits: 0.969 test accuracy
-        against 0.959 with the linear model, 0.974 against 0.966 with the
-        MLP) and lost at 10% of digits (0.921 against 0.930 and 0.922
+        ``benchmarks/bench_quality.py`` (3 datasets, 2 models, without class
+        balancing), raw rows beat "median" at 25% in 6 of 6 cases (digits:
+        0.969 test accuracy against 0.959 with the linear model, 0.974
+        against 0.966 with the MLP) and lost at 10% of digits (0.921 against 0.930 and 0.922
         against 0.938); at 5% raw rows lose to random subsets. "median" was
         as good as unit rows at 5% and 10% on the benchmark's 5 splits.
     hard_cutoff : float or "auto", default="auto"
@@ -376,9 +377,11 @@ class FastMaxVol(BaseSelector):
         ``row_norms`` None or "unit", ``hard_cutoff`` 0 and ``class_balance``
         None). Then one pass sketches the scaled rows with Frequent
         Directions (one sketch per class, with class balancing) and one
-        projects them on the leading directions, so memory is O(sketch + N *
-        rank), never N x D; the in-memory path then runs on the projections
-        and chooses the same rows as ``fit`` on the whole array.
+        projects them on the leading directions, so memory is O(sketches + N
+        * rank), never N x D; the in-memory path then runs on the projections
+        and chooses the same rows as ``fit`` on the whole array. The class
+        sketches are all held during the sketching pass, each up to a D x D
+        float64 Gram matrix (Frequent Directions' route for D up to 2,048).
         """
         if self.rank == "auto":
             raise ValueError(
@@ -386,7 +389,7 @@ class FastMaxVol(BaseSelector):
                 "carry: pass X and gradients as arrays, or give rank an integer."
             )
         backend = self.backend
-        n_select, cut, y, codes, quotas = self.n_select, None, None, None, None
+        n_select, n_rows, cut, y, codes, quotas = self.n_select, None, None, None, None, None
         self.row_norms_, self.norm_cap_, self.n_hard_cut_ = self.row_norms, None, 0
         if (not isinstance(n_select, Integral) or self.row_norms in ("median", "auto")
                 or self.hard_cutoff != 0 or self.class_balance is not None):
@@ -411,18 +414,34 @@ class FastMaxVol(BaseSelector):
                                                    quotas)
 
         def scaled():
-            start = 0
+            start, width = 0, None
             for rows, batch_labels in iter_batches(source):
                 rows, xp = check_array(rows, backend=backend)
                 stop = start + rows.shape[0]
+                if n_rows is not None and stop > n_rows:
+                    check_rows(n_rows, stop)
+                # One sketch per class would not notice batches of other widths.
+                width = rows.shape[1] if width is None else width
+                if rows.shape[1] != width:
+                    raise ValueError(
+                        f"A batch of the source has {rows.shape[1]} columns and the first had "
+                        f"{width}; every batch must have the same columns."
+                    )
                 part = None if cut is None else cut[start:stop]
                 yield self._scale(xp, rows, cut=part), batch_labels
                 start = stop
+            check_rows(n_rows, start)
 
-        features, y, n_features = self._project(scaled, [n_select] if codes is None else quotas,
-                                                codes)
+        features, labels, n_features = self._project(
+            scaled, [n_select] if codes is None else quotas, codes)
+        if y is not None and not np.array_equal(labels, y):
+            raise ValueError(
+                "The source yielded other labels in one pass than in the next; it must yield "
+                "the same batches in the same order on every pass (a torch DataLoader with "
+                "shuffle=True does not)."
+            )
         self._from_source = True
-        return features, y, n_features
+        return features, labels, n_features
 
     def _project(self, scaled, budgets, codes):
         """Each group's scaled rows on the leading directions of its own sketch, and the labels.
@@ -446,8 +465,6 @@ class FastMaxVol(BaseSelector):
                         backend=self.backend,
                     )
                 sketches[code].partial_fit(part)
-        if not sketches:
-            raise empty_source_error()
         n_features = next(iter(sketches.values())).n_features_in_
         widths = {code: min(ranks[code], n_features) for code in sketches}
         width = max(widths.values())
