@@ -460,10 +460,7 @@ class FastMaxVol(BaseSelector):
                 if budgets[code] == 0:
                     continue
                 if code not in sketches:
-                    sketches[code] = FrequentDirections(
-                        2 * ranks[code], n_components=min(ranks[code], part.shape[1]),
-                        backend=self.backend,
-                    )
+                    sketches[code] = _directions_sketch(ranks[code], part.shape[1])
                 sketches[code].partial_fit(part)
         n_features = next(iter(sketches.values())).n_features_in_
         widths = {code: min(ranks[code], n_features) for code in sketches}
@@ -501,10 +498,7 @@ class FastMaxVol(BaseSelector):
         n_features = X.shape[1]
         if n_features <= rank and not force:
             return X
-        sketch = FrequentDirections(
-            min(n_features, 2 * rank), n_components=rank, backend="array_api"
-        )
-        return sketch.fit(X).transform(X)
+        return _directions_sketch(rank, n_features).fit(X).transform(X)
 
     def _dynamic_rank(self, xp, features, mean_gradient, largest):
         """GRAFT's rank choice: the rows of rank r should reproduce the mean gradient."""
@@ -547,6 +541,18 @@ def _reproduce_mean(xp, G, target, rows):
     norm = float(xp.linalg.vector_norm(target))
     residual = float(xp.linalg.vector_norm(chosen.T @ weights - target))
     return np.asarray(to_numpy(weights)), residual / norm if norm > 0 else 0.0
+
+
+def _directions_sketch(rank, n_features):
+    """The sketch whose ``rank`` leading directions represent rows of ``n_features``.
+
+    One for the rows in memory and for each group of a source's, so that both
+    represent the rows alike. The rows are already in their back-end's
+    namespace; the sketch follows it.
+    """
+    return FrequentDirections(
+        min(n_features, 2 * rank), n_components=min(rank, n_features), backend="array_api"
+    )
 
 
 def _grouped(scaled, codes):
