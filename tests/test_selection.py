@@ -328,6 +328,39 @@ def test_a_source_whose_passes_differ_is_refused_clearly():
         FastMaxVol(n_select=0.1).fit(widths)
 
 
+# Each selector with each pass it reads a labelled source in.
+@pytest.mark.parametrize(
+    "make, pass_that_fails",
+    [(lambda: sketchsel.AgreementSelector(n_select=0.1, sketch_size=8), n) for n in (1, 2)]
+    + [(lambda: sketchsel.MomentMatchingSelector(n_select=0.1, sketch_size=8,
+                                                  random_state=0), 1)]
+    + [(lambda: FastMaxVol(n_select=0.1), n) for n in (1, 2, 3)],
+    ids=["agreement-1", "agreement-2", "moment-1", "maxvol-1", "maxvol-2", "maxvol-3"],
+)
+def test_a_fit_that_fails_leaves_the_selector_unfitted(make, pass_that_fails):
+    from sklearn.exceptions import NotFittedError
+
+    rng = np.random.default_rng(37)
+    X, y = rng.standard_normal((300, 10)), np.arange(300) % 3
+    passes = []
+
+    def source():
+        passes.append(1)
+        for start in range(0, 300, 50):
+            if len(passes) == pass_that_fails and start == 150:
+                raise OSError("the disk went away")
+            yield X[start : start + 50], y[start : start + 50]
+
+    selector = make().fit(X, y)  # an earlier fit, whose choice must not outlive the next
+    with pytest.raises(OSError, match="the disk went away"):
+        selector.fit(source)
+    with pytest.raises(NotFittedError):
+        selector.select()
+    assert [name for name in vars(selector) if name.endswith("_")] == []
+    # And it fits again, to what a fresh selector chooses.
+    assert_array_equal(selector.fit(X, y).select(), make().fit(X, y).select())
+
+
 @pytest.mark.parametrize(
     "make",
     [

@@ -287,9 +287,6 @@ class AgreementSelector(BaseSelector):
         self : AgreementSelector
             The fitted selector.
         """
-        # Set by _reduce_source for _choose; a failed earlier fit must not leave it.
-        self.__dict__.pop("_from_source", None)
-        self.__dict__.pop("sketch_", None)
         return self._fit(X, y)
 
     @_fit_context(prefer_skip_nested_validation=True)

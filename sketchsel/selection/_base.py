@@ -324,8 +324,25 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
 
         Those arrays (None when not given) are validated like X and, with
         class balancing, split by class with it; ``_select`` receives them as
-        keyword arguments.
+        keyword arguments. A fit starts from nothing and, if it fails, leaves
+        nothing: no attribute of an earlier fit, nor a part of its own that
+        would let ``select`` run on a choice never made.
         """
+        self._forget_fit()
+        try:
+            return self._fit_rows(X, y, **row_data)
+        except BaseException:
+            self._forget_fit()
+            raise
+
+    def _forget_fit(self):
+        """Delete what a fit sets: the fitted attributes and the state passed between passes."""
+        for name in list(vars(self)):
+            if (name.endswith("_") and not name.startswith("__")) or name == "_from_source":
+                delattr(self, name)
+
+    def _fit_rows(self, X, y, **row_data):
+        """The body of ``_fit``."""
         source_features = None
         if is_dask_array(X):
             if X.ndim != 2:

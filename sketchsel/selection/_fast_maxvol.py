@@ -289,7 +289,6 @@ class FastMaxVol(BaseSelector):
                 'rank="auto" chooses the rank from per-example gradients: pass '
                 "fit(X, y, gradients=G), or give rank an integer."
             )
-        self.__dict__.pop("_from_source", None)  # left by a fit that failed after reading
         return self._fit(X, y, gradients=gradients)
 
     def _choose(self, X, xp, n_select, codes, quotas, row_data):
