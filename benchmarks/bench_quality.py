@@ -126,13 +126,18 @@ def load(name, seed=0):
     return X_train, X_test, y_train, y_test, G
 
 
+def subset_size(budget, n_rows):
+    """Rows a budget keeps of n_rows: ``budget`` is a fraction, at least one row."""
+    return max(1, int(budget * n_rows))
+
+
 def choose(method, seed, budget, G, y, X):
     """The rows of each draw: ``N_DRAWS`` subsets for the baselines, one selection otherwise.
 
     The selectors and baselines read the gradients ``G`` and labels ``y`` only; the
     features ``X`` are there for choosers that read them (bench_quality_ceiling.py).
     """
-    n_select = max(1, int(budget * len(y)))
+    n_select = subset_size(budget, len(y))
     if METHODS[method] is not None:
         return [METHODS[method](seed, n_select).fit(G, y).select()]
     draws = []

@@ -31,7 +31,7 @@ import sys
 
 import numpy as np
 from _report import run
-from bench_quality import DEFAULTS, choose, evaluate, target_table
+from bench_quality import DEFAULTS, choose, evaluate, subset_size, target_table
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
@@ -85,7 +85,7 @@ REFERENCES = {"k-medoids of features": feature_medoids, "best of 300 subsets": b
 def choose_with_references(method, seed, budget, G, y, X):
     """bench_quality's choose, with the reference choices that read the features."""
     if method in REFERENCES:
-        return [REFERENCES[method](X, y, max(1, int(budget * len(y))), seed)]
+        return [REFERENCES[method](X, y, subset_size(budget, len(y)), seed)]
     return choose(method, seed, budget, G, y, X)
 
 

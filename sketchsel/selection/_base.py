@@ -462,10 +462,10 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
             chosen, fitted = self._select(X, xp, n_select, **row_data)
             return np.asarray(chosen, dtype=np.int64), fitted
         chosen, fitted = [], {}
-        for code, quota in enumerate(quotas):
+        groups = row_groups(codes, codes.shape[0], quotas.size)
+        for code, (rows, quota) in enumerate(zip(groups, quotas)):
             if quota == 0:
                 continue
-            rows = np.flatnonzero(codes == code)
             take = xp.asarray(rows, device=device(X))
             parts = {
                 name: None if value is None else xp.take(value, take, axis=0)
