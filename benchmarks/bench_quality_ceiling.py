@@ -36,7 +36,7 @@ from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 
-from sketchsel.selection._base import class_quotas
+from sketchsel.selection._policy import class_quotas
 
 N_SEARCH = 300
 

@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from .selection import AgreementSelector, FastMaxVol, MomentMatchingSelector
-from .selection._base import resolve_class_balance
+from .selection._policy import resolve_class_balance
 
 SELECTORS = {
     "agreement": AgreementSelector,

@@ -65,22 +65,13 @@ def test_class_balance_uses_each_class_consensus_and_quota(mode):
     counts = np.bincount(y[chosen], minlength=3)
     assert counts.tolist() == selector.class_quotas_.tolist()
     assert counts.sum() == 90
-    if mode == "equal":
-        # 30 each; the 5-row class leaves 25, which go to the best remaining scores.
-        scores = selector.scores_
-        base = np.concatenate([
-            np.flatnonzero(y == c)[np.argsort(-scores[y == c], kind="stable")[:q]]
-            for c, q in enumerate([30, 30, 5])
-        ])
-        rest = np.setdiff1d(np.arange(y.size), base)
-        extra = rest[np.argsort(-scores[rest], kind="stable")[:25]]
-        assert set(chosen) == set(base) | set(extra)
-        assert counts[2] == 5 and counts[0] >= 30 and counts[1] >= 30
-    else:
-        assert counts.tolist() == [77, 12, 1]
-    for c in range(3):  # within a class, the top scores
+    # By hand: proportional shares by largest remainder; equal quotas water-filled
+    # (the 5-row class gives all it has, the others share the other 85).
+    assert counts.tolist() == ([43, 42, 5] if mode == "equal" else [77, 12, 1])
+    for c in range(3):  # within a class, the top scores; the hard end from half its rows
         rows = np.flatnonzero(y == c)
-        top = rows[np.argsort(-selector.scores_[rows], kind="stable")[: counts[c]]]
+        sign = 1 if 2 * counts[c] < rows.size else -1
+        top = rows[np.argsort(-sign * selector.scores_[rows], kind="stable")[: counts[c]]]
         assert set(top) == set(chosen[y[chosen] == c])
 
 
@@ -330,11 +321,11 @@ def test_hard_cutoff_leaves_out_each_class_longest_rows(seed, n, fraction, data)
     assert_allclose(selector.scores_, AgreementSelector(hard_cutoff=0.0, **params)
                     .fit(G, y).scores_, atol=1e-12)
     lengths = np.linalg.norm(G, axis=1)
-    # prefer="auto" with "top": easy rows below half the rows, hard ones from there.
-    preference = selector.scores_ if 2 * n_select < n else -selector.scores_
     expected, cut = [], []
     for label, quota in zip(selector.classes_, selector.class_quotas_):
         rows = np.flatnonzero(y == label)
+        # prefer="auto" with "top": easy rows below half the class's rows, hard from there.
+        preference = selector.scores_ if 2 * quota < rows.size else -selector.scores_
         n_cut = min(int(fraction * rows.size), rows.size - quota)
         rows = rows[np.argsort(lengths[rows], kind="stable")]
         kept = np.sort(rows[: rows.size - n_cut])
@@ -350,7 +341,7 @@ def test_rows_a_small_class_leaves_go_to_rows_the_hard_cutoff_kept():
     G = rng.standard_normal((204, 12)) * rng.uniform(0.5, 3.0, 204)[:, None] + np.eye(12)[y]
     selector = AgreementSelector(n_select=40, strategy="top", prefer="hard",
                                  class_balance="equal").fit(G, y)
-    # Quota 20 of class 0's 200 rows: its 20 longest rows are cut; class 1 gives 16 back.
+    # Quota 36 of class 0's 200 rows, below a fifth: its 20 longest rows are cut.
     assert selector.n_hard_cut_ == [20, 0]
     assert selector.class_quotas_.tolist() == [36, 4]
     zeros = np.flatnonzero(y == 0)
@@ -360,24 +351,22 @@ def test_rows_a_small_class_leaves_go_to_rows_the_hard_cutoff_kept():
     assert_array_equal(np.sort(chosen[y[chosen] == 0]), np.sort(expected))
 
 
-def test_when_the_kept_rows_run_out_the_rows_cut_fill_the_budget():
+def test_the_cut_never_leaves_a_class_fewer_rows_than_its_quota():
     rng = np.random.default_rng(24)
     y = np.repeat([0, 1], [10, 2])
     G = rng.standard_normal((12, 4)) * np.geomspace(1, 4, 12)[:, None]
     selector = AgreementSelector(n_select=10, strategy="top", prefer="hard",
                                  class_balance="equal", hard_cutoff=0.5).fit(G, y)
-    # Shares 5 and 5; class 1 has 2 rows. Class 0 keeps its 5 shortest rows (5 cut)
-    # and takes them all; the 3 rows class 1 leaves go to the least agreeing cut rows.
-    assert selector.n_hard_cut_ == [5, 0]
+    # Equal quotas water-filled: class 1 gives its 2 rows, class 0 the other 8. Half of
+    # class 0 would be cut, but that would leave 5 rows for a quota of 8: only 2 are.
     assert selector.class_quotas_.tolist() == [8, 2]
+    assert selector.n_hard_cut_ == [2, 0]
     zeros = np.arange(10)
-    cut = zeros[np.argsort(np.linalg.norm(G[zeros], axis=1), kind="stable")[5:]]
-    extra = cut[np.argsort(selector.scores_[cut], kind="stable")[:3]]
-    assert_array_equal(selector.select(), np.sort(np.concatenate([
-        np.setdiff1d(zeros, cut), extra, [10, 11]])))
+    kept = zeros[np.argsort(np.linalg.norm(G[zeros], axis=1), kind="stable")[:8]]
+    assert_array_equal(selector.select(), np.sort(np.concatenate([kept, [10, 11]])))
 
 
-def test_hard_rows_with_equal_quotas_redistribute_to_the_least_agreeing():
+def test_equal_quotas_beside_a_small_class_take_the_least_agreeing_of_the_large_one():
     rng = np.random.default_rng(21)
     y = np.repeat([0, 1], [200, 4])
     G = gradients(n=y.size, d=20, rank=20, seed=21) + 2 * np.eye(2)[y] @ rng.standard_normal((2, 20))

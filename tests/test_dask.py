@@ -169,13 +169,51 @@ def test_selectors_on_a_process_cluster(cluster):
     assert chosen.size == 80 and np.bincount(y[chosen]).tolist() == [27, 27, 26]
 
 
+def _computed_shapes(monkeypatch):
+    """Record the shape of every array a computation brings to the client."""
+    shapes, compute = [], dask.base.compute
+
+    def recording(*args, **kwargs):
+        results = compute(*args, **kwargs)
+        shapes.extend(np.shape(result) for result in results)
+        return results
+
+    monkeypatch.setattr(dask.base, "compute", recording)
+    monkeypatch.setattr(da, "compute", recording)
+    return shapes
+
+
+@pytest.mark.parametrize("class_balance", [None, "auto"])
+def test_default_agreement_on_a_process_cluster_never_gathers_the_rows(
+        cluster, monkeypatch, class_balance):
+    rng = np.random.default_rng(13)
+    y = rng.integers(0, 3, 1200)
+    G = rng.standard_normal((3, 300))[y] * 2 + rng.standard_normal((1200, 300))
+    shapes = _computed_shapes(monkeypatch)
+    params = dict(sketch_size=32, class_balance=class_balance)
+    # The cover: the same choice as in memory from the projections on the same directions
+    # (an exact sketch of them is a rotation, which changes no cosine and no length).
+    selector = AgreementSelector(n_select=60, **params).fit(
+        da.from_array(G, chunks=(250, 300)), y)
+    Z = G @ selector.components_.T
+    expected = AgreementSelector(n_select=60, **params).fit(Z, y)
+    np.testing.assert_array_equal(selector.select(), expected.select())
+    # From a fifth of the rows, the maxvol fallback, which sees the basis: one block
+    # gives the in-memory directions, hence the in-memory choice.
+    selector = AgreementSelector(n_select=400, **params).fit(da.from_array(G, chunks=G.shape), y)
+    expected = AgreementSelector(n_select=400, **params).fit(G, y)
+    np.testing.assert_array_equal(selector.select(), expected.select())
+    assert selector.fallback_used_ == expected.fallback_used_
+    assert expected.fallback_used_ in (True, [True, True, True])
+    # Only the projections (1200 x 32) and smaller results came to the client.
+    assert shapes and not any(len(shape) == 2 and shape[1] == 300 for shape in shapes)
+
+
 def test_dask_errors_are_clear():
     G, y = _gradients(9)
     X = da.from_array(G, chunks=(500, 60))
     with pytest.raises(TypeError, match="FastMaxVol does not take Dask arrays"):
         FastMaxVol(n_select=5).fit(X)
-    with pytest.raises(ValueError, match='strategy="diverse" compares'):
-        AgreementSelector(n_select=5).fit(X)
     with pytest.raises(ValueError, match="needs the class labels"):
         AgreementSelector(n_select=5, class_balance="equal", strategy="top").fit(X)
     with dask.config.set(scheduler="threads"), pytest.raises(ValueError, match="1000 labels"):

@@ -12,17 +12,9 @@ _AUTO_TARGETS = (
     "class_balance='auto' balances by class only when y holds class labels; continuous "
     "targets are selected from without classes instead of being refused"
 )
-_AUTO_INDICATOR = (
-    "class_balance='auto' reads a label-indicator matrix as no class labels, so it selects "
-    "without classes where the decoded labels would be balanced"
-)
 _ONE_CLASS = (
     "a selector chooses rows among the samples of one class as among many; a single class "
     "is a valid input, not an error"
-)
-_INDICATOR = (
-    "class balancing takes class labels; a label-indicator matrix is refused with a clear "
-    "error instead of being decoded"
 )
 
 
@@ -32,9 +24,6 @@ def expected_failures(selector):
         failures["check_target_type"] = _NO_CLASSES_NEEDED
     elif selector.class_balance == "auto":
         failures["check_target_type"] = _AUTO_TARGETS
-        failures["check_samplers_multiclass_ova"] = _AUTO_INDICATOR
-    else:
-        failures["check_samplers_multiclass_ova"] = _INDICATOR
     return failures
 
 

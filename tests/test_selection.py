@@ -14,7 +14,8 @@ from sklearn.utils._param_validation import InvalidParameterError
 import sketchsel
 from sketchsel import FastMaxVol
 from sketchsel.linalg import maxvol
-from sketchsel.selection._base import class_quotas, resolve_n_select
+from sketchsel.selection._base import resolve_n_select
+from sketchsel.selection._policy import class_quotas
 
 
 @given(st.lists(st.integers(1, 50), min_size=1, max_size=8), st.data())
@@ -425,7 +426,8 @@ def test_row_norms_auto_caps_below_a_fifth_of_the_rows_and_uses_them_as_given_fr
     resolved = "median" if 5 * n_select < n else None
     assert auto.row_norms_ == resolved
     explicit = FastMaxVol(n_select=n_select, row_norms=resolved).fit(X)
-    assert auto.norm_cap_ == explicit.norm_cap_
+    # The cap is the median row length, whichever budget decides to use it.
+    assert auto.norm_cap_ == FastMaxVol(n_select=n_select, row_norms="median").fit(X).norm_cap_
     assert_array_equal(auto.select(), explicit.select())
 
 

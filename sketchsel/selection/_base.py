@@ -1,38 +1,21 @@
-"""What every selector shares: budgets, class quotas, and the ways to read a selection."""
+"""The template every selector follows: read the rows, plan the choice, choose per group."""
 
+from dataclasses import dataclass, field
 from numbers import Integral, Real
 
 import numpy as np
 from array_api_compat import is_dask_array
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, _fit_context
-from sklearn.utils import _safe_indexing
+from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._array_api import check_array, device, resolve_backend, to_numpy
+from .._array_api import array_namespace, check_array, device, resolve_backend, to_numpy
 from .._config import BACKENDS
-
-
-def empty_source_error():
-    """The error for a source of batches that yielded no rows."""
-    return ValueError("The source of batches yielded no rows; X must hold at least one.")
-
-
-def check_rows(expected, found):
-    """Refuse a pass over a source that yielded no rows, or other rows than an earlier one.
-
-    ``expected`` is the rows of the earlier pass (0 or None when unknown) and
-    ``found`` those of this one (counted up to the first row past them).
-    """
-    if found == 0:
-        raise empty_source_error()
-    if expected and found != expected:
-        found = "more" if found > expected else found
-        raise ValueError(
-            f"The source yielded {expected} rows in one pass and {found} in the next; it "
-            f"must yield the same batches on every pass."
-        )
+from ..linalg._projection import seed_from
+from ._policy import as_labels, build_plan
+from ._sources import is_batch_source
 
 
 def resolve_n_select(n_select, n_samples):
@@ -50,242 +33,80 @@ def resolve_n_select(n_select, n_samples):
     return max(1, int(n_select * n_samples))
 
 
-# A budget below this fraction of the rows (of a class, selecting by class) is small: the
-# defaults then keep away from the hardest examples, and from it on they take them, as
-# Sorscher et al. (2022) advise; measured on benchmarks/bench_quality.py (see the selectors).
-_SMALL_BUDGET = 0.2
-# hard_cutoff="auto": this fraction of a class's rows is left out at a small budget.
-_AUTO_HARD_CUTOFF = 0.1
+
+def row_lengths(rows):
+    """The rows' Euclidean lengths, in float64 on the host: what the hard cutoff reads."""
+    xp = array_namespace(rows)
+    return np.asarray(to_numpy(xp.linalg.vector_norm(rows, axis=1)), dtype=np.float64)
 
 
-def is_small_budget(n_select, n_rows):
-    """Whether n_select rows out of n_rows is a small budget (below a fifth of them)."""
-    return n_select < _SMALL_BUDGET * n_rows
+def batch_seed(random_state, method):
+    """The int seed of a projection applied batch by batch (``method``), or a clear error.
 
-
-def resolve_hard_cutoff(hard_cutoff, n_select, n_rows, auto_cuts):
-    """The fraction of the rows to leave out: ``hard_cutoff``, with "auto" resolved.
-
-    "auto" leaves out a tenth of the rows (of a class) when ``auto_cuts`` and
-    the budget is below a fifth of them, and nothing otherwise. Agreement and
-    moment matching cut only when selecting by class, FastMaxVol with or
-    without labels: each as its gain was measured, on labelled data, where
-    the longest gradients are the hardest examples.
+    Every batch must be projected by the same matrix, which only an int
+    ``random_state`` fixes.
     """
-    if hard_cutoff != "auto":
-        return hard_cutoff
-    return _AUTO_HARD_CUTOFF if auto_cuts and is_small_budget(n_select, n_rows) else 0.0
-
-
-def hard_rows(lengths, n_select, fraction):
-    """Mask of the rows a hard cutoff leaves out: the ``fraction`` longest.
-
-    Never leaves fewer than ``n_select`` rows. A row only as long as the
-    longest row kept (within a relative 1e-5, float32 rounding) is kept too,
-    so rows of one length (unit rows, say) lose nothing to their order.
-    """
-    n_rows = lengths.shape[0]
-    n_cut = min(int(fraction * n_rows), n_rows - n_select)
-    cut = np.zeros(n_rows, dtype=bool)
-    if n_cut > 0:
-        order = np.argsort(lengths, kind="stable")
-        cut[order[n_rows - n_cut:]] = True
-        cut &= lengths > lengths[order[n_rows - n_cut - 1]] * (1 + 1e-5)
-    return cut
-
-
-def row_groups(codes, n_rows, n_groups):
-    """Row indices of each group: all rows without class codes, else each class's."""
-    if codes is None:
-        return [np.arange(n_rows)]
-    return [np.flatnonzero(codes == code) for code in range(n_groups)]
-
-
-def cut_by_group(lengths, groups, budgets, hard_cutoff, auto_cuts):
-    """Mask of the rows a hard cutoff leaves out of each group, and the count per group.
-
-    ``groups`` holds the row indices of each group and ``budgets`` the rows
-    to choose from each (see :func:`resolve_hard_cutoff` for ``auto_cuts``);
-    a group with no budget keeps every row and counts None.
-    """
-    cut, counts = np.zeros(lengths.shape[0], dtype=bool), []
-    for rows, quota in zip(groups, budgets):
-        if not quota:
-            counts.append(None)
-            continue
-        fraction = resolve_hard_cutoff(hard_cutoff, int(quota), rows.size, auto_cuts)
-        cut[rows] = hard_rows(lengths[rows], int(quota), fraction)
-        counts.append(int(cut[rows].sum()))
-    return cut, counts
-
-
-def class_quotas(counts, n_select, mode):
-    """Rows to take from each class, summing to n_select.
-
-    Parameters
-    ----------
-    counts : array of shape (n_classes,)
-        Samples in each class.
-    n_select : int
-        Total budget, at most ``counts.sum()``.
-    mode : {"equal", "proportional"}
-        "proportional": the stratified share of each class, rounded by largest
-        remainder. "equal": the same quota for every class; what a class too
-        small to fill its quota cannot use is shared among the others, again
-        equally, until the budget is spent (water-filling).
-
-    Returns
-    -------
-    quotas : ndarray of shape (n_classes,), int64
-        Never above ``counts``; ties in rounding go to the classes listed
-        first, so the result is deterministic.
-    """
-    counts = np.asarray(counts, dtype=np.int64)
-    if mode == "proportional":
-        # In integers, so that equal remainders tie exactly (floats would not).
-        shares = n_select * counts
-        quotas, remainders = np.divmod(shares, counts.sum())
-        short = n_select - quotas.sum()
-        order = np.argsort(-remainders, kind="stable")
-        quotas[order[:short]] += 1
-        return quotas
-    # Water level: the largest L with sum(min(counts, L)) <= n_select; the
-    # rows still missing go one each to the first classes above the level.
-    low, high = 0, int(counts.max())
-    while low < high:
-        level = (low + high + 1) // 2
-        if np.minimum(counts, level).sum() <= n_select:
-            low = level
-        else:
-            high = level - 1
-    quotas = np.minimum(counts, low)
-    above = np.flatnonzero(counts > low)
-    quotas[above[: n_select - quotas.sum()]] += 1
-    return quotas
-
-
-def resolve_class_balance(class_balance, y):
-    """The class balancing a fit applies: "auto" is "proportional" when y holds classes.
-
-    Parameters
-    ----------
-    class_balance : {"auto", "equal", "proportional"} or None
-        The selector's parameter.
-    y : array-like or None
-        The labels given to fit, or one batch's.
-
-    Returns
-    -------
-    mode : {"equal", "proportional"} or None
-        "auto" gives "proportional" for binary or multiclass labels and None
-        for no labels or other targets (continuous ones, say); the other
-        values are returned as they are.
-    """
-    if class_balance != "auto":
-        return class_balance
-    if y is None or type_of_target(to_numpy(y)) not in ("binary", "multiclass"):
-        return None
-    return "proportional"
-
-
-def labels_of_every_batch(labels, n_rows):
-    """The labels of all rows, or None when no batch had any; an error when some lacked them."""
-    if not labels:
-        return None
-    labels = np.concatenate(labels)
-    if labels.shape[0] != n_rows:
+    if not isinstance(random_state, Integral):
         raise ValueError(
-            f"Some batches yielded labels and others did not ({labels.shape[0]} labels for "
-            f"{n_rows} rows): yield (X_batch, y_batch) pairs for every batch, or none."
+            f"{method} needs an int random_state, so that every batch is projected by "
+            f"the same matrix; got random_state={random_state!r}."
         )
-    return labels
+    return seed_from(random_state)
 
 
-def is_batch_source(X):
-    """Whether X is a source of batches rather than an array.
+@dataclass
+class Reduced:
+    """What a selector's pass(es) over the data give the plan and the choice.
 
-    A source is a callable returning an iterator of batches, or an iterable
-    that is not array-like (no ``shape``; lists and tuples are arrays).
-    """
-    if callable(X):
-        return True
-    return hasattr(X, "__iter__") and not hasattr(X, "shape") and not isinstance(X, (list, tuple))
-
-
-def iter_batches(source):
-    """One pass over a source: ``(X_batch, y_batch)`` pairs, y_batch None when absent.
-
-    A batch is ``X_batch`` alone or a pair ``(X_batch, y_batch)``, as a tuple
-    or a two-element list.
-
-    Raises
-    ------
-    TypeError
-        When the source is a one-shot iterator (a generator), which a second
-        pass would find empty.
-    """
-    iterator = source() if callable(source) else iter(source)
-    if iterator is source:
-        raise TypeError(
-            "X is a one-shot iterator (a generator), but selection reads the data more than "
-            "once: pass a function that returns a new iterator, or a re-iterable object such "
-            "as a torch DataLoader."
-        )
-    for batch in iterator:
-        # A pair, as a tuple or as the list a torch DataLoader yields.
-        if isinstance(batch, (tuple, list)) and len(batch) == 2:
-            yield batch[0], batch[1]
-        else:
-            yield batch, None
-
-
-def sketch_source(source, make_sketch, backend):
-    """One pass over a source into a streaming sketch.
-
-    Parameters
+    Attributes
     ----------
-    source : callable or iterable
-        Re-iterable source of batches (see :func:`iter_batches`).
-    make_sketch : callable
-        ``make_sketch(n_features)`` returns the empty sketch, built once the
-        first batch tells the number of features.
-    backend : str or None
-        Back-end for validating the batches.
-
-    Returns
-    -------
-    sketch : object
-        The sketch after ``partial_fit`` on every batch.
-    n_rows : int
-        Rows seen.
+    rows : array of shape (n_samples, k) or None
+        The rows the selector chooses from (its representation of X), in the
+        compute namespace; None when the passes kept only ``scores``.
+    lengths : ndarray of shape (n_samples,)
+        The row lengths the hard cutoff reads (float64).
+    labels : ndarray of shape (n_samples,) or None
+        The labels, decoded by :func:`~sketchsel.selection._policy.as_labels`.
+    n_features : int or None
+        Features of the data, when ``rows`` has other columns.
+    fitted : dict
+        Fitted attributes of the whole fit (``components_``, say).
+    scores : ndarray of shape (n_samples,) or None
+        Scores the passes computed already (a source read without storing its rows).
+    plan : SelectionPlan or None
+        The plan, when the passes needed it already (to scale the rows of a
+        source as they stream); otherwise the base builds it.
+    represented : bool
+        Whether ``rows`` is already each group's representation.
     """
-    sketch, n_rows = None, 0
-    for rows, _ in iter_batches(source):
-        rows, _ = check_array(rows, backend=backend)
-        if sketch is None:
-            sketch = make_sketch(rows.shape[1])
-        sketch.partial_fit(rows)
-        n_rows += rows.shape[0]
-    if sketch is None:
-        raise empty_source_error()
-    return sketch, n_rows
+
+    rows: object
+    lengths: np.ndarray
+    labels: object = None
+    n_features: object = None
+    fitted: dict = field(default_factory=dict)
+    scores: object = None
+    plan: object = None
+    represented: bool = False
 
 
 class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
     """Base class of the selectors: fit on rows, then read the chosen ones.
 
-    Subclasses implement ``_select(X, xp, n_select, **row_data)``, returning the chosen
-    row indices of X and a dict of fitted attributes (names ending in "_");
-    this class handles the budget, class balancing, validation and the
-    readers :meth:`select`, :meth:`get_support` and :meth:`fit_resample`.
-
-    With class balancing, ``_select`` runs once per class, on that class's
-    rows and quota; the choices are mapped back to row indices of X. ``scores_``,
-    one score per row, is put back together in the order of X (0 for the rows
-    of a class with a zero quota); every other fitted attribute becomes a list
-    with one entry per class of ``classes_`` (None for a class with a zero
-    quota). A selector that needs all rows at once even then (a sketch shared
-    by the classes) overrides ``_choose``.
+    A fit follows one template. The selector's pass(es) over the data
+    (``_reduce_array``, ``_reduce_source``, ``_reduce_dask``) give a
+    :class:`Reduced`: its representation of the rows and their lengths.
+    :func:`~sketchsel.selection._policy.build_plan` then resolves, once, the
+    groups (the classes, or all rows), their quotas and every decision of the
+    defaults per group, including the rows the hard cutoff leaves out. The
+    selector's ``_choose_group(rows, group, data, rng, **row_parts)`` chooses
+    within one group and returns the chosen positions among the group's rows,
+    the group's scores (or None) and its own fitted attributes; this class
+    puts the scores back in row order (0 for a group with no quota), gathers
+    the per-group attributes into lists with one entry per class of
+    ``classes_`` (None for a class with a zero quota; the value alone
+    without classes), and provides the readers :meth:`select`,
+    :meth:`get_support` and :meth:`fit_resample`.
     """
 
     _parameter_constraints = {
@@ -308,9 +129,9 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
             any array library; or, where the selector supports it, a
             re-iterable source of ``(X_batch, y_batch)`` pairs (a callable
             returning an iterator, or an object like a DataLoader).
-        y : array-like of shape (n_samples,), default=None
-            Class labels; needed only with ``class_balance``. With a source,
-            the labels come from the batches.
+        y : array-like of shape (n_samples,) or (n_samples, n_classes), default=None
+            Class labels, or a label-indicator matrix; needed only with
+            ``class_balance``. With a source, the labels come from the batches.
 
         Returns
         -------
@@ -319,14 +140,31 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
         """
         return self._fit(X, y)
 
+    # Whether the plan decides ``fallback`` by the budget (AgreementSelector's cover);
+    # otherwise the selector decides it from its data, if it has one.
+    _budget_decides_fallback = False
+
+    def _auto_cuts(self, by_class):
+        """Whether ``hard_cutoff="auto"`` may cut: when the rows are chosen by class.
+
+        The hard cutoff was measured on labelled data, where the longest
+        gradients are the hardest examples; FastMaxVol, measured without
+        labels too, overrides this.
+        """
+        return by_class
+
+    def _compares_rows(self):
+        """Whether the choice compares rows with each other (a cover), not only scores."""
+        return False
+
     def _fit(self, X, y, **row_data):
         """Validate, then select; ``row_data`` holds arrays with a row per sample.
 
-        Those arrays (None when not given) are validated like X and, with
-        class balancing, split by class with it; ``_select`` receives them as
-        keyword arguments. A fit starts from nothing and, if it fails, leaves
-        nothing: no attribute of an earlier fit, nor a part of its own that
-        would let ``select`` run on a choice never made.
+        Those arrays (None when not given) are validated like X and split by
+        group with it; ``_choose_group`` receives them as keyword arguments.
+        A fit starts from nothing and, if it fails, leaves nothing: no
+        attribute of an earlier fit, nor a part of its own that would let
+        ``select`` run on a choice never made.
         """
         self._forget_fit()
         try:
@@ -336,151 +174,166 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
             raise
 
     def _forget_fit(self):
-        """Delete what a fit sets: the fitted attributes and the state passed between passes."""
+        """Delete what a fit sets: every fitted attribute."""
         for name in list(vars(self)):
-            if (name.endswith("_") and not name.startswith("__")) or name == "_from_source":
+            if name.endswith("_") and not name.startswith("__"):
                 delattr(self, name)
 
     def _fit_rows(self, X, y, **row_data):
-        """The body of ``_fit``."""
-        source_features = None
+        """The body of ``_fit``: the passes, the plan, the choice."""
         if is_dask_array(X):
-            if X.ndim != 2:
-                raise ValueError(f"X must be 2-D, got a Dask array of shape {X.shape}.")
-            if any(value is not None for value in row_data.values()):
-                raise ValueError(
-                    "With a Dask array, per-row data is not supported yet: pass NumPy arrays."
-                )
-            if is_dask_array(y):
-                y = y.compute()  # one label per row travels, as the scores do
-            X, y, source_features = self._reduce_dask(X, y)
+            data = self._read_dask(X, y, row_data)
         elif is_batch_source(X):
             if y is not None or any(value is not None for value in row_data.values()):
                 raise ValueError(
                     "With a source of batches, the labels come from the batches: yield "
                     "(X_batch, y_batch) pairs and call fit(source) without y or per-row data."
                 )
-            X, y, source_features = self._reduce_source(X)
-        backend = resolve_backend(self.backend, X)
-        Xc, xp = check_array(X, backend=backend)
-        validate_data(self, X=X, reset=True, skip_check_array=True)
-        if source_features is None:
-            Xc = self._represent(Xc, xp)
+            data = self._reduce_source(X)
         else:
-            self.n_features_in_ = source_features
-        n_samples = Xc.shape[0]
-        for name, value in row_data.items():
-            if value is not None:
-                value, _ = check_array(value, name=name, backend=backend)
-                if value.shape[0] != n_samples:
-                    raise ValueError(
-                        f"{name} has {value.shape[0]} rows but X has {n_samples}; give one "
-                        f"row per sample of X."
-                    )
-                row_data[name] = value
-        n_select = resolve_n_select(self.n_select, n_samples)
-        codes = quotas = None
-        self.class_balance_ = resolve_class_balance(self.class_balance, y)
-        if self.class_balance_ is not None:
-            codes, quotas = self._class_quotas(y, n_samples, n_select)
-        chosen, fitted = self._choose(Xc, xp, n_select, codes, quotas, row_data)
+            data = self._read_array(X, y, row_data)
+        xp = None
+        if data.rows is not None:
+            data.rows, xp = check_array(data.rows, backend=resolve_backend(self.backend,
+                                                                          data.rows))
+        if data.n_features is not None:
+            self.n_features_in_ = data.n_features
+        n_samples = data.lengths.shape[0]
+        if data.labels is not None and data.labels.shape[0] != n_samples:
+            raise ValueError(
+                f"y has {data.labels.shape[0]} labels but X has {n_samples} rows; they must "
+                f"match."
+            )
+        plan = data.plan
+        if plan is None:
+            plan = build_plan(self, data.labels, data.lengths,
+                              resolve_n_select(self.n_select, n_samples))
+        chosen, fitted = self._choose(xp, data, plan, row_data)
         for name, value in fitted.items():
             setattr(self, name, value)
+        self.class_balance_ = plan.class_balance
+        if plan.classes is not None:
+            self.classes_, self.class_quotas_ = plan.classes, plan.quotas
         self.n_samples_fit_ = n_samples
         self.sample_indices_ = np.sort(chosen)
-        labels = None if y is None else to_numpy(y)
+        labels = data.labels
         if labels is not None and type_of_target(labels) in ("binary", "multiclass"):
             # As imbalanced-learn's samplers report it: rows kept per class.
-            labels = column_or_1d(labels)
             kept = labels[self.sample_indices_]
             self.sampling_strategy_ = {
                 label: int(np.sum(kept == label)) for label in np.unique(labels)
             }
         return self
 
-    def _represent(self, X, xp):
-        """The rows as the selection sees them; X itself unless a selector transforms it.
+    def _read_dask(self, X, y, row_data):
+        """The Dask array X reduced by the selector, with y brought to the client."""
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D, got a Dask array of shape {X.shape}.")
+        if any(value is not None for value in row_data.values()):
+            raise ValueError(
+                "With a Dask array, per-row data is not supported yet: pass NumPy arrays."
+            )
+        if is_dask_array(y):
+            y = y.compute()  # one label per row travels, as the scores do
+        return self._reduce_dask(X, as_labels(y))
 
-        Runs once on the validated array, before any split by class. A source
-        of batches is reduced to this representation by :meth:`_reduce_source`.
-        """
-        return X
+    def _read_array(self, X, y, row_data):
+        """The in-memory X validated and reduced by the selector; ``row_data`` validated."""
+        backend = resolve_backend(self.backend, X)
+        Xc, xp = check_array(X, backend=backend)
+        validate_data(self, X=X, reset=True, skip_check_array=True)
+        for name, value in row_data.items():
+            if value is not None:
+                value, _ = check_array(value, name=name, backend=backend)
+                if value.shape[0] != Xc.shape[0]:
+                    raise ValueError(
+                        f"{name} has {value.shape[0]} rows but X has {Xc.shape[0]}; give one "
+                        f"row per sample of X."
+                    )
+                row_data[name] = value
+        return self._reduce_array(Xc, xp, as_labels(y))
+
+    def _reduce_array(self, X, xp, y):
+        """The :class:`Reduced` rows of a validated in-memory X of namespace xp."""
+        raise NotImplementedError
 
     def _reduce_source(self, source):
-        """(rows, labels, n_features) in memory from a source of batches.
+        """The :class:`Reduced` rows of a source of batches, in the passes the selector needs.
 
-        Selectors that can work from a source override this with their own
-        passes, keeping O(N) rows of a small representation, never N x D.
+        Selectors that can work from a source override this, keeping O(N)
+        rows of a small representation, never N x D.
         """
         raise TypeError(
             f"{type(self).__name__} needs X as an array; it does not read sources of batches."
         )
 
     def _reduce_dask(self, X, y):
-        """(rows, labels, n_features) in memory from a Dask array: a small representation.
+        """The :class:`Reduced` rows of a Dask array: a small representation, computed blockwise.
 
-        Selectors that run on Dask override this, computing blockwise where
-        the blocks live so that only sketches and O(N) numbers travel.
+        Selectors that run on Dask override this, computing where the blocks
+        live so that only sketches and O(N) numbers travel.
         """
         raise TypeError(
             f"{type(self).__name__} does not take Dask arrays yet; pass a NumPy array or a "
             f"source of batches (AgreementSelector and MomentMatchingSelector take Dask arrays)."
         )
 
-    def _class_labels(self, y, n_samples):
-        """y as a 1-D NumPy array of class labels, one per row; clear errors otherwise."""
-        if y is None:
-            raise ValueError(
-                f"class_balance={self.class_balance!r} needs the class labels y; pass "
-                f"fit(X, y) (from a source of batches, yield (X_batch, y_batch) pairs), or "
-                f"use class_balance=None."
-            )
-        y = column_or_1d(to_numpy(y), warn=True)
-        if y.shape[0] != n_samples:
-            raise ValueError(
-                f"y has {y.shape[0]} labels but X has {n_samples} rows; they must match."
-            )
-        check_classification_targets(y)
-        return y
+    def _choose(self, xp, data, plan, row_data):
+        """Row indices to keep and the fitted attributes: ``_choose_group`` on every group.
 
-    def _class_quotas(self, y, n_samples, n_select):
-        """Class codes of the rows and the quota of each class; sets classes_, class_quotas_."""
-        y = self._class_labels(y, n_samples)
-        self.classes_, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
-        self.class_quotas_ = class_quotas(counts, n_select, self.class_balance_)
-        return codes, self.class_quotas_
-
-    def _choose(self, X, xp, n_select, codes, quotas, row_data):
-        """Row indices to keep and the fitted attributes.
-
-        Without classes (``codes`` None) this is ``_select`` on all rows;
-        with them, ``_select`` runs on each class's rows and quota, the
-        per-class scores are put back in row order and the other per-class
-        attributes are gathered into lists.
+        One random generator serves all groups, in the order of the classes.
         """
-        if codes is None:
-            chosen, fitted = self._select(X, xp, n_select, **row_data)
-            return np.asarray(chosen, dtype=np.int64), fitted
-        chosen, fitted = [], {}
-        groups = row_groups(codes, codes.shape[0], quotas.size)
-        for code, (rows, quota) in enumerate(zip(groups, quotas)):
-            if quota == 0:
+        rng = check_random_state(self.random_state)
+        chosen, scores, per_group = [], None, {}
+        n_groups = len(plan.groups)
+        for index, group in enumerate(plan.groups):
+            if not group.quota:
                 continue
-            take = xp.asarray(rows, device=device(X))
-            parts = {
-                name: None if value is None else xp.take(value, take, axis=0)
-                for name, value in row_data.items()
-            }
-            indices, values = self._select(xp.take(X, take, axis=0), xp, int(quota), **parts)
-            chosen.append(rows[np.asarray(indices, dtype=np.int64)])
+            rows, parts = data.rows, dict(row_data)
+            if plan.classes is not None:  # a copy of the group's rows only
+                take = None if xp is None else xp.asarray(group.rows, device=device(rows))
+                rows = None if rows is None else xp.take(rows, take, axis=0)
+                parts = {name: None if value is None
+                         else array_namespace(value).take(value, take, axis=0)
+                         for name, value in row_data.items()}
+            positions, group_scores, values = self._choose_group(rows, group, data, rng, **parts)
+            chosen.append(group.rows[np.asarray(positions, dtype=np.int64)])
+            if group_scores is not None:
+                if scores is None:
+                    scores = np.zeros(data.lengths.shape[0])
+                scores[group.rows] = group_scores
             for name, value in values.items():
-                if name == "scores_":
-                    if name not in fitted:
-                        fitted[name] = np.zeros(codes.shape[0])
-                    fitted[name][rows] = to_numpy(value)
-                else:
-                    fitted.setdefault(name, [None] * quotas.size)[code] = value
+                per_group.setdefault(name, [None] * n_groups)[index] = value
+        fitted = dict(data.fitted)
+        for name, values in per_group.items():
+            fitted[name] = plan.per_group(values)
+        fitted["n_hard_cut_"] = plan.per_group(group.n_cut for group in plan.groups)
+        if any(group.falls_back is not None for group in plan.groups):
+            fitted["fallback_used_"] = plan.per_group(
+                group.falls_back if group.quota else None for group in plan.groups)
+        if scores is not None:
+            fitted["scores_"] = scores
         return np.concatenate(chosen), fitted
+
+    def _choose_group(self, rows, group, data, rng, **row_parts):
+        """Positions of the chosen rows among the group's, the group's scores, its attributes.
+
+        ``rows`` are the group's rows of ``data.rows`` (None when the passes
+        kept only scores), ``group`` its :class:`~sketchsel.selection._policy.Group`.
+        """
+        raise NotImplementedError
+
+    def _maxvol_fallback(self, rows, quota):
+        """Positions of ``quota`` of ``rows`` chosen by FastMaxVol: ``fallback="maxvol"``.
+
+        FastMaxVol with its defaults on the selector's representation of the
+        rows; the calling selector's own hard cutoff has already decided
+        which rows are left out, so FastMaxVol cuts none.
+        """
+        from ._fast_maxvol import FastMaxVol
+
+        selector = FastMaxVol(quota, hard_cutoff=0.0, class_balance=None, backend=self.backend)
+        return selector.fit(rows).sample_indices_
 
     def select(self):
         """The chosen row indices.

@@ -6,29 +6,23 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import column_or_1d
 
 from .._array_api import array_namespace, check_array, device, to_numpy
 from ..linalg._projection import _random_projection, seed_from
 from ..sampling._weighted import weighted_sample_without_replacement
 from ..sketch._dask import map_row_blocks
-from ._base import (
-    BaseSelector,
-    empty_source_error,
-    hard_rows,
-    iter_batches,
-    labels_of_every_batch,
-    resolve_hard_cutoff,
-)
-from ._fast_maxvol import FastMaxVol
+from ._base import BaseSelector, Reduced, batch_seed, row_lengths
+from ._docs import shared_docs
 from ._moment_qp import best_gamma, moment_terms, solve_moment_matching
+from ._policy import program_falls_back
+from ._sources import empty_source_error, iter_batches, labels_of_every_batch
 
 # Eigenvalues below this fraction of the largest are round-off of a rank-deficient sketch.
 _RELATIVE_CUTOFF = 1e-10
 
 
+@shared_docs
 class MomentMatchingSelector(BaseSelector):
     """Select rows whose second moment over a sketched subspace matches the data's.
 
@@ -47,188 +41,91 @@ class MomentMatchingSelector(BaseSelector):
         \\gamma_j \\ge 1/c,
 
     asking the chosen rows' second moment to cover ``1/c`` times the data's
-    along every sketched eigendirection, which controls the variance. The
-    shares are then rounded to ``n`` rows; below the sketch's rank, where no
-    ``n`` rows can cover every direction, :class:`FastMaxVol` chooses them
-    instead (``fallback``). At small budgets the longest sketched rows, the
-    hardest examples, are first left out (``hard_cutoff``).
+    along every sketched eigendirection, which controls the variance; the
+    shares are then rounded to ``n`` rows.
 
     Parameters
     ----------
-    n_select : int or float, default=0.1
-        Rows to choose: a count, or a fraction of the rows of X.
+    [[n_select]]
     sketch_size : int, default=256
-        Dimension m of the gradient sketch. When X has at most
-        ``sketch_size`` columns it is used as it is (for linear probing, the
-        features are the gradients).
+        Dimension m of the sketch; X with at most m columns is used as it is.
     projection : {"gaussian", "rademacher", "countsketch"}, default="gaussian"
-        The random projection Gamma (see
-        :func:`sketchsel.linalg.random_projection`); all three preserve inner
-        products in expectation. CountSketch costs O(nnz(X)).
+        Gamma, from :func:`sketchsel.linalg.random_projection`.
     moment_coef : float, default=0.3
-        The constant c in ``gamma_j >= 1/c``: the chosen rows must carry at
-        least ``1/c`` times the data's second moment along each direction,
-        so smaller values ask for more coverage. In (0, 1]. Asking for more
-        than a subset can give (below about 0.65 on the synthetic benchmark)
-        makes the program's solution unique and spread over every direction;
-        near 1 almost any shares are optimal and the selection is close to
-        random. Over the 5 splits of ``benchmarks/bench_quality.py``, with
-        the program choosing at every budget and without class balancing
-        (``fallback=None, class_balance=None``), 0.3 met the target at 10%
-        and 25% in 9 of 12 cases, against 8 for 0.2, 6 for 0.4 and 5 for
-        0.5 (0.7 and 0.9 chose as 0.5 did); on the
-        synthetic mixture of ``benchmarks/bench_skmm.py`` 0.3 was as good as
-        0.5 at the smallest budgets and had 19% less excess risk at the
-        largest.
+        The constant c in ``gamma_j >= 1/c``, in (0, 1]: smaller values ask
+        for more coverage; near 1 almost any shares are optimal and the
+        choice is close to random (``benchmarks/bench_skmm.py``).
     moment_scale : {"relative", "absolute"}, default="relative"
-        How the directions are weighed. "absolute" is the program as the
-        paper writes it, where a direction counts in proportion to its
-        eigenvalue, so the weak directions (small clusters, rare patterns)
-        hardly count. "relative" divides the residual of each direction by
-        its eigenvalue, ``sum_j (moment_j / lambda_j - gamma_j)^2``, so every
-        sketched direction must be covered alike, which is what bounds the
-        variance; directions with a zero eigenvalue are left out.
+        "absolute" is the paper's program, where a direction counts in
+        proportion to its eigenvalue, so weak directions (small clusters)
+        hardly count; "relative" divides each direction's residual by its
+        eigenvalue, so every sketched direction must be covered alike, which
+        is what bounds the variance (zero eigenvalues are left out).
     rounding : {"top", "sample"}, default="top"
         How shares become rows: "top" keeps the n largest shares (ties to
         the lower index); "sample" draws n rows without replacement with
-        probabilities proportional to s (as the authors do; the expected
-        second moment of the sample is then that of s). It matters only
-        where the program chooses (see ``fallback``). On held-out real data
-        (``benchmarks/bench_quality.py``, with ``fallback=None,
-        class_balance=None``) "top" did better at 10% of digits (0.926 test
-        accuracy against 0.916 for "sample" and 0.907 ± 0.014 for random
-        subsets, over 5 splits) and as well at 25% (0.966 against 0.968);
-        on the synthetic setting of
-        ``benchmarks/bench_skmm.py`` the two give the same excess risk.
+        probabilities proportional to s, as the authors do (the sample's
+        expected second moment is then that of s).
     fallback : {"maxvol"} or None, default="maxvol"
-        What chooses the rows when ``n_select`` is below the rank of the
-        sketch (of a class's rows, with ``class_balance``). n rows span at
-        most n directions, so then no n rows cover every sketched direction,
-        which is what the program asks for and what bounds the variance, and
-        its largest shares go to the rows that carry the most moment, the
-        hardest examples. "maxvol" chooses the rows with :class:`FastMaxVol`
-        (its defaults) on the sketch instead, the rows of largest volume in
-        its leading n directions, with the long rows capped at the median
-        below a fifth of the rows and as given from there (at 25% of
-        digits, over splits 0-24 of the benchmark: 0.967 test accuracy with
-        the linear model against 0.961 with the cap); the program's
-        attributes then describe uniform shares on those rows, and no
-        iteration is run. None rounds
-        the program's shares at every budget. Without class balancing, on
-        ``benchmarks/bench_quality.py`` (5 splits, linear model), the
-        fallback took 5% of digits, breast cancer and wine from 0.829, 0.859
-        and 0.702 test accuracy to 0.898, 0.947 and 0.867 (random subsets:
-        0.854, 0.936 and 0.751), and 10% of wine from 0.889 to 0.964.
-    hard_cutoff : float or "auto", default="auto"
-        Fraction of the rows (of each class, with ``class_balance``) left out
-        before choosing: those with the longest sketched rows, whose lengths
-        are the gradients' up to the sketch's distortion. With per-example
-        gradients these are the hardest examples (the largest GraNd scores,
-        Paul et al. 2021), often mislabelled or atypical, which a small
-        subset cannot afford (Sorscher et al. 2022; Zheng et al. 2023); the
-        program then matches the second moment of the rows kept. Never leaves
-        fewer rows than the budget; rows no longer than the longest kept are
-        kept. "auto" leaves out 0.1 of a class's rows when they are selected
-        by class (``class_balance``, with class labels) and its quota is
-        below 20% of them, and none otherwise.
-        Chosen over splits 0-14 of the protocol of
-        ``benchmarks/bench_quality.py``: leaving out 0.1 met the target at
-        10% in 6 of 6 cases (3 datasets, 2 models) against 2 without, and at
-        25% in 3 of 6 against 6. In the benchmark's 5-split table (linear
-        model) it takes 10% of wine from 0.938 to 0.969 and 5% of breast
-        cancer from 0.947 to 0.968, and costs 0.005 at 10% of breast cancer
-        (0.010 with the MLP), where the program meets the target without it.
-        Without labels nothing was measured, and long rows may be the rare
-        directions the program has to cover.
+        "maxvol": below the rank of a group's sketch, where no quota of rows
+        covers every direction and the largest shares go to the hardest
+        examples, :class:`FastMaxVol` chooses on the sketch instead
+        (:func:`~sketchsel.selection._policy.program_falls_back`); the
+        program's attributes then describe uniform shares on those rows.
+        None: the program at every budget.
+    [[hard_cutoff]]
+        Here the lengths are the sketched rows'; the program then matches the
+        second moment of the rows kept.
     tol : float, default=1e-4
-        Stop when the duality gap, an upper bound on the distance of the
-        objective to its minimum, is at most ``tol`` times the objective at
-        ``s = 0``, ``||lambda / c||^2`` (at 1e-4, the uncovered moment is
-        within about 1% of the moment asked for).
+        Stop when the duality gap (a bound on the distance to the minimum) is
+        at most ``tol`` times the objective at ``s = 0``, ``||lambda / c||^2``.
     max_iter : int, default=1000
-        Most iterations of the solver; a :class:`~sklearn.exceptions.ConvergenceWarning`
-        says when they did not reach ``tol``.
-    class_balance : {"equal", "proportional", "auto"} or None, default="auto"
-        Solve one program per class of ``y``, on that class's rows and with
-        its quota (``fallback`` is then decided per class): "proportional"
-        keeps the class shares, "equal" gives every class the same quota and
-        shares what a small class cannot use among the others; "auto" is
-        "proportional" when ``y`` holds class labels and None otherwise.
-        None ignores ``y``. On the benchmark, "auto" met the target at 10%
-        and 25% in 11 of 12 cases against 10 for None, and did better at 5%
-        of digits and wine (0.920 and 0.920 against 0.898 and 0.867, linear
-        model, without ``hard_cutoff``).
+        Most iterations; a ConvergenceWarning says when ``tol`` was not reached.
+    [[class_balance]]
+        One program per class, on its rows and with its quota.
     random_state : int, RandomState instance or None, default=None
-        Seeds the projection and the sampling of ``rounding="sample"``; with
-        ``rounding="top"`` the choice depends on it through the projection
-        only.
-    backend : {"auto", "numpy", "cupy", "array_api"}, default=None
-        Where to compute; None uses the global setting of
-        :func:`sketchsel.set_config`.
+        Seeds the projection and the sampling of ``rounding="sample"``.
+    [[backend]]
 
     Attributes
     ----------
-    sample_indices_ : ndarray of shape (n_chosen,), int64
-        Sorted indices of the chosen rows.
+    [[fitted_common]]
     scores_ : ndarray of shape (n_samples,)
-        The relaxed selection ``n * s``, in [0, 1] and summing to n: 1 for a
-        row the program takes whole. With ``class_balance``, each class's
-        ``n * s`` at its rows (summing to its quota).
+        The relaxed selection ``n * s``, in [0, 1] (0 for the rows cut); with
+        class balancing, each class's own, summing to its quota.
     objective_ : float
-        The objective at the returned shares and the best gamma, in the
-        units of ``moment_scale``.
+        The objective at the returned shares and the best gamma.
     objective_history_ : ndarray of shape (``n_iter_ + 1``,)
-        The objective at the start and after every iteration; it never
-        increases.
+        The objective at the start and after every iteration (never rising).
     duality_gap_ : float
-        Frank-Wolfe duality gap at the returned shares: the objective is
-        within this of its minimum.
+        Frank-Wolfe duality gap: the objective is within this of its minimum.
     n_iter_ : int
         Iterations run.
     gamma_ : ndarray of shape (m,)
-        The best gamma for the returned shares, ``max(1/c, moment_j / lambda_j)``:
-        the share of each direction's second moment the chosen rows cover.
+        The share of each direction's moment covered, ``max(1/c, moment_j / lambda_j)``.
     eigenvalues_ : ndarray of shape (m,)
         The ``lambda_j``, in decreasing order.
     fallback_used_ : bool
-        Whether ``fallback`` chose the rows: ``n_select`` was below the
-        number of eigenvalues above round-off (``1e-10`` times the largest).
-    n_hard_cut_ : int or list
-        Rows left out by ``hard_cutoff``; their ``scores_`` are 0, and the
-        program's attributes describe the rows kept. With ``class_balance``,
-        one count per class (None for a class with a zero quota).
-    classes_, class_quotas_ : ndarray
-        With ``class_balance``: the classes and the rows taken from each; the
-        attributes of the program other than ``scores_`` are then lists with
-        one entry per class.
-    n_samples_fit_ : int
-        Rows of the X given to fit.
-    n_features_in_ : int
-        Features of X.
+        Whether ``fallback`` chose the rows: the quota was below the number
+        of eigenvalues above round-off (``1e-10`` times the largest).
+    With class balancing, the program's attributes other than ``scores_``
+    are lists with one entry per class.
 
     Notes
     -----
     For fixed shares the best gamma is ``max(1/c, (A^T s)_j / lambda_j)``
     with ``A_ij = (g~_i . v_j)^2``, so the program is the smooth convex
     problem ``min ||max(0, lambda / c - A^T s)||^2`` over the capped
-    simplex (with ``moment_scale="relative"``, the same problem on
-    ``A_ij / lambda_j`` with target ``1/c``). It is solved by FISTA with
-    restarts and an exact projection on the capped simplex, two O(N m)
-    products per iteration (the reference code recomputes the moment matrix,
-    O(N m^2) per step, and runs a fixed number of Adam steps); iterations
-    stop on the duality gap.
+    simplex, solved by FISTA with restarts, two O(N m) products per
+    iteration (the reference code: O(N m^2) per fixed Adam step).
 
     The defaults differ from the paper's program (``moment_scale="absolute"``,
     c close to 1), which on the authors' own synthetic setting chose subsets
-    with a larger excess risk than uniform sampling: the absolute residuals
-    let the leading directions decide, and with c near 1 the program is
-    feasible for almost any shares, so the rounding decides. See the
-    benchmark in ``benchmarks/bench_skmm.py``.
+    with a larger excess risk than uniform sampling (``benchmarks/bench_skmm.py``).
 
-    ``fit`` also takes a re-iterable source of ``(G_batch, y_batch)``
-    pairs: each batch is projected as it comes, so memory is
-    O(N * sketch_size), never N x D, and the selection equals the in-memory
-    one.
+    ``fit`` also takes a re-iterable source of ``(G_batch, y_batch)`` pairs
+    and a Dask array, projecting each batch as it comes: memory
+    O(N * sketch_size), never N x D; the selection is the in-memory one.
 
     Examples
     --------
@@ -243,17 +140,6 @@ class MomentMatchingSelector(BaseSelector):
     True
     >>> bool(np.all(np.diff(selector.objective_history_) <= 0))
     True
-
-    With class labels and a budget below a fifth of each class, the longest
-    tenth of each class's sketched rows, its hardest examples, is left out:
-
-    >>> y = np.arange(2000) % 2
-    >>> selector.fit(G, y).n_hard_cut_
-    [100, 100]
-    >>> lengths = np.linalg.norm(selector.project(G), axis=1)
-    >>> longest = [np.flatnonzero(y == c)[np.argsort(lengths[y == c])[-100:]] for c in (0, 1)]
-    >>> bool(np.isin(np.concatenate(longest), selector.select()).any())
-    False
     """
 
     _parameter_constraints = {
@@ -340,17 +226,26 @@ class MomentMatchingSelector(BaseSelector):
         >>> by_hand = selector.fit(sketch).select()
         >>> bool(np.array_equal(by_hand, selector.fit(G).select()))
         True
-        """
-        if not isinstance(self.random_state, Integral):
-            raise ValueError(
-                f"project needs an int random_state, so that every batch is projected by "
-                f"the same matrix; got random_state={self.random_state!r}."
-            )
-        X, xp = check_array(X, backend=self.backend)
-        return self._represent(X, xp)
 
-    def _represent(self, X, xp):
-        return self._sketch(X, seed_from(self.random_state))
+        With class labels and a quota below a fifth of each class, the
+        longest tenth of each class's sketched rows, its hardest examples,
+        is left out:
+
+        >>> y = np.arange(600) % 2
+        >>> selector.fit(G, y).n_hard_cut_
+        [30, 30]
+        >>> lengths = np.linalg.norm(selector.project(G), axis=1)
+        >>> longest = [np.flatnonzero(y == c)[np.argsort(lengths[y == c])[-30:]] for c in (0, 1)]
+        >>> bool(np.isin(np.concatenate(longest), selector.select()).any())
+        False
+        """
+        seed = batch_seed(self.random_state, "project")
+        X, _ = check_array(X, backend=self.backend)
+        return self._sketch(X, seed)
+
+    def _reduce_array(self, X, xp, y):
+        sketch = self._sketch(X, seed_from(self.random_state))
+        return Reduced(rows=sketch, lengths=row_lengths(sketch), labels=y)
 
     def _sketch(self, X, seed):
         """Stage 1: the sketch ``X Gamma`` of the seed, or X itself when it is narrow."""
@@ -373,19 +268,21 @@ class MomentMatchingSelector(BaseSelector):
                 )
             pieces.append(self._sketch(rows, seed))
             if batch_labels is not None:
-                labels.append(column_or_1d(to_numpy(batch_labels)))
+                labels.append(batch_labels)
         if not pieces:
             raise empty_source_error()
         sketch = array_namespace(pieces[0]).concat(pieces, axis=0)
-        return sketch, labels_of_every_batch(labels, sketch.shape[0]), n_features
+        return Reduced(rows=sketch, lengths=row_lengths(sketch),
+                       labels=labels_of_every_batch(labels, sketch.shape[0]),
+                       n_features=n_features)
 
     def _reduce_dask(self, X, y):
         """Stage 1 on a Dask array: each block projected where it lives; N x m rows travel."""
         seed = seed_from(self.random_state)
         n_features = X.shape[1]
         width = min(n_features, self.sketch_size)
-        sketch = map_row_blocks(X, lambda rows: self._sketch(rows, seed), width)
-        return sketch.compute(), y, n_features
+        sketch = map_row_blocks(X, lambda rows: self._sketch(rows, seed), width).compute()
+        return Reduced(rows=sketch, lengths=row_lengths(sketch), labels=y, n_features=n_features)
 
     def _program(self, xp, X):
         """Eigenvalues, A and gamma's units (as ``moment_scale`` asks), and the sketch's rank."""
@@ -399,21 +296,16 @@ class MomentMatchingSelector(BaseSelector):
         A = A / xp.where(kept, eigenvalues, xp.inf)
         return eigenvalues, A, xp.astype(kept, xp.float64), rank
 
-    def _select(self, X, xp, n_select):
-        fraction = resolve_hard_cutoff(self.hard_cutoff, n_select, X.shape[0],
-                                       self.class_balance_ is not None)
-        if fraction == 0:
-            rows, fitted = self._match(X, xp, n_select)
-            return rows, {**fitted, "n_hard_cut_": 0}
-        lengths = np.asarray(to_numpy(xp.linalg.vector_norm(X, axis=1)), dtype=np.float64)
-        kept = np.flatnonzero(~hard_rows(lengths, n_select, fraction))
-        rows, fitted = self._match(xp.take(X, xp.asarray(kept, device=device(X)), axis=0), xp,
-                                   n_select)
-        scores = np.zeros(X.shape[0])
-        scores[kept] = fitted["scores_"]
-        return kept[rows], {**fitted, "scores_": scores, "n_hard_cut_": X.shape[0] - kept.size}
+    def _choose_group(self, sketch, group, data, rng):
+        xp = array_namespace(sketch)
+        if group.cut.any():
+            sketch = xp.take(sketch, xp.asarray(group.kept, device=device(sketch)), axis=0)
+        rows, fitted = self._match(sketch, xp, group.quota, rng)
+        scores = np.zeros(group.rows.size)
+        scores[group.kept] = fitted.pop("scores_")
+        return group.kept[rows], scores, fitted
 
-    def _match(self, X, xp, n_select):
+    def _match(self, X, xp, n_select, rng):
         """The program on the rows of X (or the fallback), rounded to n_select rows."""
         eigenvalues, A, units, rank = self._program(xp, X)
         floor = 1.0 / self.moment_coef
@@ -421,11 +313,9 @@ class MomentMatchingSelector(BaseSelector):
         n_rows = X.shape[0]
         # n rows span at most n directions, so below the sketch's rank no rounding
         # of the shares covers every direction, the condition the variance bound needs.
-        fallback = self.fallback == "maxvol" and n_select < rank
+        fallback = program_falls_back(self.fallback, n_select, rank)
         if fallback:
-            # This selector's own hard_cutoff decides which rows are left out.
-            maxvol = FastMaxVol(n_select, hard_cutoff=0.0, backend=self.backend)
-            rows = maxvol.fit(X).sample_indices_
+            rows = self._maxvol_fallback(X, n_select)
             start = np.zeros(n_rows)
             start[rows] = 1.0 / n_select
             start = xp.asarray(start, device=device(A))
@@ -453,12 +343,11 @@ class MomentMatchingSelector(BaseSelector):
             "eigenvalues_": np.asarray(to_numpy(eigenvalues)),
             "fallback_used_": fallback,
         }
-        return (rows if fallback else self._round(shares, n_select)), fitted
+        return (rows if fallback else self._round(shares, n_select, rng)), fitted
 
-    def _round(self, shares, n_select):
+    def _round(self, shares, n_select, rng):
         if self.rounding == "top":
             return np.argsort(-shares, kind="stable")[:n_select]
         # A draw without replacement with probabilities proportional to the
         # shares; rows with no share come only when too few rows have one.
-        rng = check_random_state(self.random_state)
         return weighted_sample_without_replacement(rng, shares, n_select)

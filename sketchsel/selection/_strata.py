@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ._base import class_quotas
+from ._policy import class_quotas
 
 
 def stratified_sample(rng, scores, n, n_strata=10):
@@ -63,7 +63,7 @@ def equal_quota_sample(rng, groups, n):
         Group label of each row.
     n : int
         Rows to draw, ``0 <= n <= m``; shared among the groups by
-        water-filling (see :func:`~sketchsel.selection._base.class_quotas`).
+        water-filling (see :func:`~sketchsel.selection._policy.class_quotas`).
 
     Returns
     -------
