@@ -68,10 +68,9 @@ def test_class_balance_uses_each_class_consensus_and_quota(mode):
     # By hand: proportional shares by largest remainder; equal quotas water-filled
     # (the 5-row class gives all it has, the others share the other 85).
     assert counts.tolist() == ([43, 42, 5] if mode == "equal" else [77, 12, 1])
-    for c in range(3):  # within a class, the top scores; the hard end from half its rows
+    for c in range(3):  # within a class, the top scores: 90 rows are below half of 465
         rows = np.flatnonzero(y == c)
-        sign = 1 if 2 * counts[c] < rows.size else -1
-        top = rows[np.argsort(-sign * selector.scores_[rows], kind="stable")[: counts[c]]]
+        top = rows[np.argsort(-selector.scores_[rows], kind="stable")[: counts[c]]]
         assert set(top) == set(chosen[y[chosen] == c])
 
 
@@ -324,8 +323,8 @@ def test_hard_cutoff_leaves_out_each_class_longest_rows(seed, n, fraction, data)
     expected, cut = [], []
     for label, quota in zip(selector.classes_, selector.class_quotas_):
         rows = np.flatnonzero(y == label)
-        # prefer="auto" with "top": easy rows below half the class's rows, hard from there.
-        preference = selector.scores_ if 2 * quota < rows.size else -selector.scores_
+        # prefer="auto" with "top": easy rows below half of all the rows, hard from there.
+        preference = selector.scores_ if 2 * n_select < n else -selector.scores_
         n_cut = min(int(fraction * rows.size), rows.size - quota)
         rows = rows[np.argsort(lengths[rows], kind="stable")]
         kept = np.sort(rows[: rows.size - n_cut])

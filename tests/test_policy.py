@@ -152,3 +152,18 @@ def test_labels_of_another_length_are_refused_without_class_balancing_too(select
     G, y = long_tailed(seed=4)
     with pytest.raises(ValueError, match=f"y has {y.size - 1} labels but X has {y.size}"):
         selector(n_select=20, class_balance=None).fit(G, y[:-1])
+
+
+def test_the_preference_is_one_decision_for_the_whole_subset():
+    """Brute force: below half of all the rows, every class keeps its most agreeing rows."""
+    rng = np.random.default_rng(7)
+    y = np.repeat([0, 1], [300, 30])
+    X = rng.standard_normal((330, 6))
+    # Equal quotas of 20: a fifteenth of class 0, two thirds of class 1, 40 of 330 rows.
+    selector = AgreementSelector(n_select=40, strategy="top", class_balance="equal",
+                                 hard_cutoff=0.0).fit(X, y)
+    expected = []
+    for label, quota in zip(selector.classes_, selector.class_quotas_):
+        rows = np.flatnonzero(y == label)
+        expected += rows[np.argsort(-selector.scores_[rows], kind="stable")[:quota]].tolist()
+    assert_array_equal(selector.select(), np.sort(expected))

@@ -68,8 +68,8 @@ class AgreementSelector(BaseSelector):
         with the consensus, "hard" those disagreeing with it. "auto" is
         "hard" for "diverse", where the cover keeps the hard examples from
         crowding into one tail, and otherwise, after Sorscher et al. (2022),
-        "easy" when the group's quota is below half its rows
-        (:func:`~sketchsel.selection._policy.prefers_easy`).
+        "easy" when ``n_select`` is below half of all the rows, in every
+        class alike (:func:`~sketchsel.selection._policy.prefers_easy`).
     diversity : float, default=32.0
         Weight of the redundancy penalty of ``strategy="diverse"``; 0 keeps
         the top scores. Scores and penalty are cosines, in [-1, 1].
@@ -397,14 +397,16 @@ class AgreementSelector(BaseSelector):
                        n_features=fitted["components_"].shape[1], fitted=fitted)
 
     def _reduce_dask(self, X, y):
-        """Scores of a Dask array's rows, blockwise: the sketch and 2 numbers a row travel.
+        """A Dask array's rows, blockwise: never the rows themselves travel.
 
         The directions come from a Frequent Directions sketch merged up a
-        tree (or the seeded Gaussian matrix); the blocks' unit projections
-        are summed per consensus group where they live, and each block is
-        then scored against its rows' consensus. The in-memory path chooses
-        from the scores and the projections' lengths, as without
-        ``store_projections``.
+        tree (or the seeded Gaussian matrix), and each block is projected on
+        them where it lives. A choice that compares rows (the cover, and its
+        maxvol fallback) takes the ``n_samples x n_directions`` projections;
+        the others read scores only: the blocks' unit projections are summed
+        per consensus group where they live, each block is scored against
+        its rows' consensus, and the scores and the projections' lengths
+        travel, two numbers a row, as without ``store_projections``.
         """
         import dask.array as da
 

@@ -33,7 +33,6 @@ def resolve_n_select(n_select, n_samples):
     return max(1, int(n_select * n_samples))
 
 
-
 def row_lengths(rows):
     """The rows' Euclidean lengths, in float64 on the host: what the hard cutoff reads."""
     xp = array_namespace(rows)
@@ -353,8 +352,9 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
             Rows to choose from.
-        y : array-like of shape (n_samples,), default=None
-            Class labels; needed only with ``class_balance``.
+        y : array-like of shape (n_samples,) or (n_samples, n_classes), default=None
+            Class labels, or a label-indicator matrix; needed only with
+            ``class_balance``.
 
         Returns
         -------

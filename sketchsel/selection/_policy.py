@@ -12,9 +12,11 @@ every selector:
 - :func:`prefers_easy`: AgreementSelector's ``prefer``;
 - :func:`cover_falls_back` and :func:`program_falls_back`: ``fallback``.
 
-Every rule is judged per group (a class, or all rows without classes), on
-the group's rows and quota. The constants were chosen on the protocol of
-``benchmarks/bench_quality.py``; ``docs/guide.md`` reports the figures.
+Every rule but the preference is judged per group (a class, or all rows
+without classes), on the group's rows and quota; the preference reads the
+whole subset (see :func:`prefers_easy`). The constants were chosen on the
+protocol of ``benchmarks/bench_quality.py``; ``docs/guide.md`` reports the
+figures.
 """
 
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ from .._array_api import to_numpy
 _SMALL_BUDGET = 0.2
 # hard_cutoff="auto": the fraction of a group's rows left out at a small budget.
 _AUTO_HARD_CUTOFF = 0.1
-# prefer="auto" takes the easy end below this fraction of a group's rows (Sorscher et al.).
+# prefer="auto" takes the easy end below this fraction of all the rows (Sorscher et al.).
 _EASY_BELOW = 0.5
 
 
@@ -75,15 +77,20 @@ def row_norms_mode(row_norms, quota, n_rows):
     return "median" if is_small_budget(quota, n_rows) else None
 
 
-def prefers_easy(prefer, quota, n_rows, compares_rows):
-    """Whether AgreementSelector prefers a group's easy examples (``prefer``, "auto" resolved).
+def prefers_easy(prefer, n_select, n_rows, compares_rows):
+    """Whether AgreementSelector prefers the easy examples (``prefer``, "auto" resolved).
 
     "auto" prefers the hard ones when the choice compares rows (the cover
     keeps them from crowding into one tail) and otherwise the easy ones
-    below half the group's rows, the hard ones from it (Sorscher et al. 2022).
+    below half of all the rows, the hard ones from it (Sorscher et al. 2022).
+    The rule reads how much of the data the model will train on, one
+    fraction for the whole subset, so every class shares the decision:
+    judged on each class's quota instead, equal quotas near half the rows
+    flip it between the classes, which lost at 50% of breast cancer and
+    wine in the quality benchmark (``docs/guide.md``).
     """
     if prefer == "auto":
-        return not compares_rows and quota < _EASY_BELOW * n_rows
+        return not compares_rows and n_select < _EASY_BELOW * n_rows
     return prefer == "easy"
 
 
@@ -225,7 +232,8 @@ class Group:
     ``cut`` is the mask of the group's rows the hard cutoff leaves out and
     ``kept`` the positions of the others; ``row_norms`` and ``easy`` are
     FastMaxVol's and AgreementSelector's decisions (None where the selector
-    has no such parameter); ``falls_back`` is the fallback decided by the
+    has no such parameter; ``easy`` is the same in every group, see
+    :func:`prefers_easy`); ``falls_back`` is the fallback decided by the
     budget (AgreementSelector's), None where the selector decides it from
     its data (moment matching's, by the sketch's rank).
     """
@@ -290,6 +298,8 @@ def build_plan(selector, y, lengths, n_select):
         groups = [np.flatnonzero(codes == code) for code in range(classes.size)]
     params = selector.get_params(deep=False)
     cuts = selector._auto_cuts(class_balance is not None)
+    easy = (prefers_easy(params["prefer"], n_select, n_rows, selector._compares_rows())
+            if "prefer" in params else None)
     planned = []
     for rows, quota in zip(groups, budgets):
         quota, size = int(quota), rows.size
@@ -301,8 +311,7 @@ def build_plan(selector, y, lengths, n_select):
         planned.append(Group(
             rows=rows, quota=quota, cut=cut, kept=kept,
             row_norms=row_norms_mode(params.get("row_norms"), quota, size),
-            easy=(prefers_easy(params["prefer"], quota, size, selector._compares_rows())
-                  if "prefer" in params else None),
+            easy=easy,
             falls_back=(selector._compares_rows()
                         and cover_falls_back(params["fallback"], quota, kept.size)
                         if selector._budget_decides_fallback else None),
