@@ -77,7 +77,7 @@ def test_the_issue_cases_of_equal_quotas():
     assert class_quotas([100, 100, 3], 60, "equal").tolist() == [29, 28, 3]
 
 
-def test_every_decision_is_judged_per_class():
+def test_the_cutoff_row_norms_and_fallback_are_judged_per_class():
     rng = np.random.default_rng(5)
     y = np.repeat([0, 1], [500, 20])
     X = rng.standard_normal((520, 6)) * rng.uniform(0.5, 3.0, (520, 1))

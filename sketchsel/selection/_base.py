@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._array_api import array_namespace, check_array, device, resolve_backend, to_numpy
 from .._config import BACKENDS
 from ..linalg._projection import seed_from
-from ._policy import as_labels, build_plan
+from ._policy import as_labels, build_plan, check_label_count
 from ._sources import is_batch_source
 
 
@@ -198,11 +198,8 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
         if data.n_features is not None:
             self.n_features_in_ = data.n_features
         n_samples = data.lengths.shape[0]
-        if data.labels is not None and data.labels.shape[0] != n_samples:
-            raise ValueError(
-                f"y has {data.labels.shape[0]} labels but X has {n_samples} rows; they must "
-                f"match."
-            )
+        if data.labels is not None:
+            check_label_count(data.labels, n_samples)
         plan = data.plan
         if plan is None:
             plan = build_plan(self, data.labels, data.lengths,

@@ -219,10 +219,15 @@ def class_labels(y, n_rows, class_balance):
             f"(from a source of batches, yield (X_batch, y_batch) pairs), or use "
             f"class_balance=None."
         )
-    if y.shape[0] != n_rows:
-        raise ValueError(f"y has {y.shape[0]} labels but X has {n_rows} rows; they must match.")
+    check_label_count(y, n_rows)
     check_classification_targets(y)
     return y
+
+
+def check_label_count(y, n_rows):
+    """Refuse labels that are not one per row of X."""
+    if y.shape[0] != n_rows:
+        raise ValueError(f"y has {y.shape[0]} labels but X has {n_rows} rows; they must match.")
 
 
 @dataclass(frozen=True)
