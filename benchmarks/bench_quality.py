@@ -88,6 +88,11 @@ METHODS = {
         lambda s, b: AgreementSelector(n_select=b, strategy="stratified", random_state=s),
     "AgreementSelector(strategy='proportional')":
         lambda s, b: AgreementSelector(n_select=b, strategy="proportional", random_state=s),
+    "AgreementSelector(strategy='thinning')":
+        lambda s, b: AgreementSelector(n_select=b, strategy="thinning", random_state=s),
+    "AgreementSelector(strategy='thinning', hard_cutoff=0.0)":
+        lambda s, b: AgreementSelector(n_select=b, strategy="thinning", hard_cutoff=0.0,
+                                       random_state=s),
     "MomentMatchingSelector()": lambda s, b: MomentMatchingSelector(n_select=b, random_state=s),
     "MomentMatchingSelector(hard_cutoff=0.0)":
         lambda s, b: MomentMatchingSelector(n_select=b, hard_cutoff=0.0, random_state=s),

@@ -201,14 +201,16 @@ def _selection_problem():
         lambda: sketchsel.AgreementSelector(n_select=0.1, sketch_size=32),
         lambda: sketchsel.AgreementSelector(n_select=0.1, sketch_size=32, strategy="stratified",
                                             random_state=0),
+        lambda: sketchsel.AgreementSelector(n_select=0.1, sketch_size=32, strategy="thinning",
+                                            random_state=0),
         lambda: sketchsel.FastMaxVol(n_select=0.1),
         lambda: sketchsel.FastMaxVol(n_select=0.3),
         lambda: sketchsel.MomentMatchingSelector(n_select=0.1, sketch_size=32, random_state=0),
         lambda: sketchsel.MomentMatchingSelector(n_select=0.1, sketch_size=32, fallback=None,
                                                  class_balance=None, random_state=0),
     ],
-    ids=["agreement", "agreement-stratified", "maxvol-unit-rows", "maxvol-raw", "moment",
-         "moment-program"],
+    ids=["agreement", "agreement-stratified", "agreement-thinning", "maxvol-unit-rows",
+         "maxvol-raw", "moment", "moment-program"],
 )
 def test_selectors_choose_on_cupy_what_they_choose_on_numpy(make):
     import cupy

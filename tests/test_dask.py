@@ -109,8 +109,10 @@ def _gradients(seed):
                                           class_balance=cb),
         lambda cb: AgreementSelector(n_select=90, projection="gaussian", sketch_size=24,
                                      strategy="stratified", random_state=0, class_balance=cb),
+        lambda cb: AgreementSelector(n_select=90, projection="gaussian", sketch_size=24,
+                                     strategy="thinning", random_state=0, class_balance=cb),
     ],
-    ids=["moment_matching", "agreement_gaussian"],
+    ids=["moment_matching", "agreement_gaussian", "agreement_thinning"],
 )
 def test_seeded_selectors_choose_on_dask_what_they_choose_in_memory(make, class_balance):
     G, y = _gradients(5)

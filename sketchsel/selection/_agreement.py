@@ -18,6 +18,7 @@ from ._docs import shared_docs
 from ._policy import class_labels, resolve_class_balance
 from ._sources import check_rows, iter_batches, labels_of_every_batch, sketch_source
 from ._strata import stratified_sample
+from ._thinning import group_thinning
 
 
 @shared_docs
@@ -33,10 +34,9 @@ class AgreementSelector(BaseSelector):
     rows are then chosen from the scores by ``strategy``, within each group
     of the plan (see :mod:`sketchsel.selection._policy`).
 
-    The paper keeps the highest scores (``strategy="top"``), the most
-    typical examples, which lose to random subsets on held-out data; the
-    default covers the gradients' directions instead (``fallback`` for large
-    budgets). Measurements: ``docs/guide.md``, ``benchmarks/results/bench_quality.md``.
+    The paper keeps the highest scores (``strategy="top"``), the most typical
+    examples; the default covers the gradients' directions instead (``fallback``
+    for large budgets). Measurements: ``docs/guide.md``, ``benchmarks/results/bench_quality.md``.
 
     Parameters
     ----------
@@ -49,7 +49,7 @@ class AgreementSelector(BaseSelector):
         :func:`~sketchsel.linalg.random_projection` (entries
         ``N(0, 1/sketch_size)``), the paper's ablation, which needs no
         sketching pass.
-    strategy : {"diverse", "top", "stratified", "proportional"}, default="diverse"
+    strategy : {"diverse", "top", "stratified", "proportional", "thinning"}, default="diverse"
         How a group's rows are chosen from the scores:
 
         - "diverse": greedily, by score minus ``diversity`` times the largest
@@ -63,6 +63,9 @@ class AgreementSelector(BaseSelector):
         - "proportional": draw rows without replacement with probability
           proportional to ``(1 + score) / 2``, or ``(1 - score) / 2`` for
           hard rows (see ``prefer``).
+        - "thinning": from each of ``quota`` random groups of rows, the one
+          that keeps the subset's mean of projections on the data's (group
+          thinning, :func:`~sketchsel.selection._thinning.group_thinning`).
     prefer : {"auto", "easy", "hard"}, default="auto"
         Which end of the scores is preferred: "easy" the examples agreeing
         with the consensus, "hard" those disagreeing with it. "auto" is
@@ -97,9 +100,9 @@ class AgreementSelector(BaseSelector):
         memory besides the sketch). The cover needs them kept.
     [[class_balance]]
     random_state : int, RandomState instance or None, default=None
-        Seeds the Gaussian projection and the draws of "stratified" and
-        "proportional"; the FD projection, "diverse" and "top" are
-        deterministic.
+        Seeds the Gaussian projection and the draws of "stratified",
+        "proportional" and "thinning"; the FD projection, "diverse" and
+        "top" are deterministic.
     [[backend]]
 
     Attributes
@@ -111,8 +114,7 @@ class AgreementSelector(BaseSelector):
     components_ : array of shape (n_directions, n_features)
         The projection V.
     fallback_used_ : bool or list
-        Whether ``fallback`` chose the rows; with class balancing, one per
-        class (None for a class with a zero quota).
+        Whether ``fallback`` chose the rows; one per class with class balancing.
 
     Notes
     -----
@@ -143,7 +145,7 @@ class AgreementSelector(BaseSelector):
         **BaseSelector._parameter_constraints,
         "sketch_size": [Interval(Integral, 1, None, closed="left")],
         "projection": [StrOptions({"fd", "gaussian"})],
-        "strategy": [StrOptions({"diverse", "top", "stratified", "proportional"})],
+        "strategy": [StrOptions({"diverse", "top", "stratified", "proportional", "thinning"})],
         "prefer": [StrOptions({"easy", "hard", "auto"})],
         "diversity": [Interval(Real, 0, None, closed="left")],
         "n_strata": [Interval(Integral, 1, None, closed="left")],
@@ -308,6 +310,10 @@ class AgreementSelector(BaseSelector):
     def _compares_rows(self):
         return self.strategy == "diverse" and self.diversity > 0
 
+    def _reads_rows(self):
+        """Whether the choice reads the rows' projections, not only their scores."""
+        return self._compares_rows() or self.strategy == "thinning"
+
     def _reduce_array(self, X, xp, y):
         directions = self._directions(X, seed_from(self.random_state), X)
         projections = X @ directions.T
@@ -323,7 +329,10 @@ class AgreementSelector(BaseSelector):
             units = unit_rows(xp, projections)
             scores = _agreement(xp, units)
         kept = group.kept
-        if group.falls_back:
+        if self.strategy == "thinning":
+            take = xp.asarray(kept, device=device(projections))
+            picked = group_thinning(xp, xp.take(projections, take, axis=0), group.quota, rng)
+        elif group.falls_back:
             take = xp.asarray(kept, device=device(projections))
             picked = self._maxvol_fallback(xp.take(projections, take, axis=0), group.quota)
         else:
@@ -371,10 +380,10 @@ class AgreementSelector(BaseSelector):
         consensus group and pass 3 scores every row, and only the scores and
         the projections' lengths are kept.
         """
-        if self._compares_rows() and not self.store_projections:
+        if self._reads_rows() and not self.store_projections:
             raise ValueError(
-                'strategy="diverse" compares the chosen rows\' projections, so it needs '
-                'store_projections=True; or use strategy="stratified", "top" or "proportional".'
+                f'strategy="{self.strategy}" reads the rows\' projections, so it needs '
+                f'store_projections=True; or use strategy="stratified", "top" or "proportional".'
             )
         directions, n_rows, seed = None, 0, seed_from(self.random_state)
         if self.projection == "fd":
@@ -425,9 +434,9 @@ class AgreementSelector(BaseSelector):
         projections = map_row_blocks(
             X, lambda rows: rows @ directions.T.astype(rows.dtype), directions.shape[0]
         )
-        if self._compares_rows():
-            # The cover compares the rows' projections: they travel (N x n_directions),
-            # never the rows themselves.
+        if self._reads_rows():
+            # The cover and thinning read the rows' projections: they travel
+            # (N x n_directions), never the rows themselves.
             projections = projections.compute()
             return Reduced(rows=projections, lengths=row_lengths(projections), labels=y,
                            n_features=n_features, fitted=fitted)

@@ -1,0 +1,83 @@
+"""Group thinning: a subset whose mean follows the data's, in one pass over the rows.
+
+Random subsets match the data's mean at the Monte-Carlo rate, an error of
+order ``1 / sqrt(k)`` for ``k`` rows. Thinning chooses each row so that the
+subset cancels its own discrepancy: the rows are visited in random order in
+``k`` consecutive groups of about ``n / k`` rows, and from each group it keeps
+the row that best cancels the running difference between the sum of the rows
+kept and the sum of the groups' means. This is the one-pass, grouped form of
+kernel herding with a linear kernel (Chen, Welling & Smola, UAI 2010; the
+self-balancing walks of kernel thinning, Dwivedi & Mackey, COLT 2021, bound
+the same running sum). It takes no more than one row from each group, so it
+cannot crowd into the long rows, outliers or wrong labels, which volume and
+hardness rules pick. O(n * d) time, O(d) memory besides the rows.
+"""
+
+import numpy as np
+from array_api_compat import is_numpy_namespace
+
+from .._array_api import device, to_numpy
+
+
+def group_bounds(n_rows, n_groups):
+    """Bounds of ``n_groups`` consecutive groups of ``n_rows`` rows, sizes within one."""
+    return (np.arange(n_groups + 1, dtype=np.int64) * n_rows) // n_groups
+
+
+def group_thinning(xp, rows, n_select, rng):
+    """Positions of ``n_select`` of ``rows`` chosen by group thinning.
+
+    Parameters
+    ----------
+    xp : namespace
+        The array namespace of ``rows``.
+    rows : array of shape (n_rows, d)
+        Coordinates of the rows (a class's projections on leading directions,
+        say); their mean is what the subset follows.
+    n_select : int
+        Rows to choose, ``1 <= n_select <= n_rows``.
+    rng : numpy.random.RandomState or numpy.random.Generator
+        Draws the order in which the rows are visited.
+
+    Returns
+    -------
+    positions : ndarray of shape (n_select,), int64
+        Positions in ``rows``, one from each group, in the order chosen.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sketchsel.selection._thinning import group_thinning
+    >>> rows = np.random.default_rng(0).standard_normal((10_000, 8))
+    >>> chosen = group_thinning(np, rows, 100, np.random.RandomState(0))
+    >>> thinned = np.linalg.norm(rows[chosen].mean(axis=0) - rows.mean(axis=0))
+    >>> random = np.linalg.norm(rows[:100].mean(axis=0) - rows.mean(axis=0))
+    >>> bool(thinned < random / 10)
+    True
+    """
+    n_rows = rows.shape[0]
+    order = rng.permutation(n_rows).astype(np.int64)
+    bounds = group_bounds(n_rows, n_select)
+    if is_numpy_namespace(xp):
+        from ._thinning_numba import thin
+
+        return thin(np.ascontiguousarray(rows), order, bounds, np.empty(n_select, np.int64))
+    return _thin_reference(xp, rows, order, bounds)
+
+
+def _thin_reference(xp, rows, order, bounds):
+    """The array-API form of the Numba kernel, group by group; the sums in float64."""
+    difference = xp.zeros(rows.shape[1], dtype=xp.float64, device=device(rows))
+    chosen = np.empty(bounds.size - 1, dtype=np.int64)
+    for group in range(bounds.size - 1):
+        members = order[bounds[group]:bounds[group + 1]]
+        block = xp.astype(xp.take(rows, xp.asarray(members, device=device(rows)), axis=0),
+                          xp.float64)
+        difference = difference - xp.sum(block, axis=0) / block.shape[0]
+        # ||difference + x||^2 - ||difference||^2, for each row x of the group
+        cost = xp.sum(block * (2 * difference + block), axis=1)
+        best = int(to_numpy(xp.argmin(cost)))
+        difference = difference + block[best, :]
+        chosen[group] = members[best]
+    return chosen
+
