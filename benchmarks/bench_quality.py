@@ -166,10 +166,10 @@ def summary(values):
     return values.mean(), values.std()
 
 
-def linear_accuracy(X, y, X_test, y_test):
+def linear_accuracy(X, y, X_test, y_test, max_iter=5_000):
     if np.unique(y).size < 2:
         return float(np.mean(y_test == y[0]))
-    return LogisticRegression(max_iter=5_000).fit(X, y).score(X_test, y_test)
+    return LogisticRegression(max_iter=max_iter).fit(X, y).score(X_test, y_test)
 
 
 def mlp_accuracy(X, y, X_test, y_test, n_classes, seed):
