@@ -42,7 +42,7 @@ from sklearn.preprocessing import StandardScaler
 
 from sketchsel import AgreementSelector, FastMaxVol, MomentMatchingSelector
 from sketchsel._demo import last_layer_gradients
-from sketchsel.selection._policy import class_quotas
+from sketchsel.selection._strata import quota_sample
 
 N_SEEDS = 10
 THINNING_SEEDS = 3
@@ -123,14 +123,6 @@ def with_wrong_labels(y, fraction, seed):
     return labels
 
 
-def stratified_random(rng, y, n_select):
-    """A random subset with each class's share of the rows (largest remainder)."""
-    _, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
-    quotas = class_quotas(counts, n_select, "proportional")
-    return np.concatenate([rng.choice(np.flatnonzero(codes == code), quota, replace=False)
-                           for code, quota in enumerate(quotas)])
-
-
 def block(name, X, X_test, y, y_test, noise, budgets):
     """The table of one dataset with one noise level."""
     warm_rows = np.random.default_rng(2).choice(y.size, y.size // 10, replace=False)
@@ -145,7 +137,7 @@ def block(name, X, X_test, y, y_test, noise, budgets):
         for method, draw in (
             ("random", lambda s: np.random.default_rng([s, 0]).choice(y.size, k, replace=False)),
             ("class-stratified random",
-             lambda s: stratified_random(np.random.default_rng([s, 1]), y, k)),
+             lambda s: quota_sample(np.random.default_rng([s, 1]), y, k, "proportional")),
         ):
             scores = [accuracy(draw(seed)) for seed in range(N_SEEDS)]
             cells.setdefault(method, []).append((np.mean(scores), np.std(scores, ddof=1)))

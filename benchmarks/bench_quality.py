@@ -59,7 +59,7 @@ from sklearn.preprocessing import StandardScaler
 
 from sketchsel import AgreementSelector, FastMaxVol, MomentMatchingSelector
 from sketchsel._demo import last_layer_gradients
-from sketchsel.selection._strata import equal_quota_sample
+from sketchsel.selection._strata import quota_sample
 
 DATASETS = {"digits": load_digits, "breast cancer": load_breast_cancer, "wine": load_wine,
             "iris": load_iris}
@@ -149,7 +149,7 @@ def choose(method, seed, budget, G, y, X):
     for draw in range(N_DRAWS):
         rng = np.random.default_rng([seed, draw])
         draws.append(rng.choice(len(y), n_select, replace=False) if method == "random"
-                     else equal_quota_sample(rng, y, n_select))
+                     else quota_sample(rng, y, n_select))
     return draws
 
 

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
 
-from sketchsel.selection._strata import equal_quota_sample, stratified_sample
+from sketchsel.selection._strata import quota_sample, stratified_sample
 
 
 def round_robin(sizes, n):
@@ -64,8 +64,8 @@ def test_same_generator_state_gives_the_same_rows():
     assert_array_equal(first, stratified_sample(np.random.default_rng(5), scores, 40))
 
 
-def test_equal_quota_sample_water_fills_the_groups():
+def test_quota_sample_water_fills_the_groups():
     groups = np.repeat(["a", "b", "c"], [2, 30, 50])
-    rows = equal_quota_sample(np.random.default_rng(0), groups, 40)
+    rows = quota_sample(np.random.default_rng(0), groups, 40)
     assert [int(np.sum(groups[rows] == g)) for g in "abc"] == [2, 19, 19]
     assert np.unique(rows).size == 40

@@ -329,12 +329,10 @@ class AgreementSelector(BaseSelector):
             units = unit_rows(xp, projections)
             scores = _agreement(xp, units)
         kept = group.kept
-        if self.strategy == "thinning":
-            take = xp.asarray(kept, device=device(projections))
-            picked = group_thinning(xp, xp.take(projections, take, axis=0), group.quota, rng)
-        elif group.falls_back:
-            take = xp.asarray(kept, device=device(projections))
-            picked = self._maxvol_fallback(xp.take(projections, take, axis=0), group.quota)
+        if self.strategy == "thinning" or group.falls_back:
+            rows = xp.take(projections, xp.asarray(kept, device=device(projections)), axis=0)
+            picked = (group_thinning(xp, rows, group.quota, rng) if self.strategy == "thinning"
+                      else self._maxvol_fallback(rows, group.quota))
         else:
             if units is not None and kept.size < group.rows.size:
                 units = xp.take(units, xp.asarray(kept, device=device(units)), axis=0)
@@ -410,8 +408,8 @@ class AgreementSelector(BaseSelector):
 
         The directions come from a Frequent Directions sketch merged up a
         tree (or the seeded Gaussian matrix), and each block is projected on
-        them where it lives. A choice that compares rows (the cover, and its
-        maxvol fallback) takes the ``n_samples x n_directions`` projections;
+        them where it lives. A choice that reads rows (the cover, its maxvol
+        fallback, thinning) takes the ``n_samples x n_directions`` projections;
         the others read scores only: the blocks' unit projections are summed
         per consensus group where they live, each block is scored against
         its rows' consensus, and the scores and the projections' lengths

@@ -49,11 +49,11 @@ def stratified_sample(rng, scores, n, n_strata=10):
         strata = np.searchsorted(edges, scores, side="right")
     else:
         strata = np.zeros(scores.shape[0], dtype=np.int64)
-    return equal_quota_sample(rng, strata, n)
+    return quota_sample(rng, strata, n)
 
 
-def equal_quota_sample(rng, groups, n):
-    """Draw n rows, the same number from every group where it can, uniformly within groups.
+def quota_sample(rng, groups, n, mode="equal"):
+    """Draw n rows by group quotas, uniformly within groups.
 
     Parameters
     ----------
@@ -62,8 +62,11 @@ def equal_quota_sample(rng, groups, n):
     groups : ndarray of shape (m,)
         Group label of each row.
     n : int
-        Rows to draw, ``0 <= n <= m``; shared among the groups by
-        water-filling (see :func:`~sketchsel.selection._policy.class_quotas`).
+        Rows to draw, ``0 <= n <= m``.
+    mode : {"equal", "proportional"}, default="equal"
+        How ``n`` is shared among the groups: the same number from every
+        group where it can (water-filling), or each group's share of the rows
+        (see :func:`~sketchsel.selection._policy.class_quotas`).
 
     Returns
     -------
@@ -71,7 +74,7 @@ def equal_quota_sample(rng, groups, n):
         Positions in ``groups``, grouped by group in sorted label order.
     """
     _, codes, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    quotas = class_quotas(counts, n, "equal")
+    quotas = class_quotas(counts, n, mode)
     parts = [
         rng.choice(np.flatnonzero(codes == code), quota, replace=False)
         for code, quota in enumerate(quotas)
