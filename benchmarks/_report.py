@@ -44,6 +44,8 @@ def run(script, doc, title, notes, sizes, quick_sizes, bench, argv=None, pass_ou
     )
     args = parser.parse_args(argv)
     command = f"python benchmarks/{script}.py{' --quick' if args.quick else ''}"
+    if os.path.abspath(args.output) != os.path.join(RESULTS_DIR, f"{script}.md"):
+        command += f" --output {os.path.relpath(args.output)}"
     lines = [f"# {title}", "", f"Command: `{command}`. " + environment(), "", notes, ""]
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     for size in quick_sizes if args.quick else sizes:

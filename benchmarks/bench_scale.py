@@ -2,8 +2,12 @@
 
 Run from the repository root:
 
-    python benchmarks/bench_scale.py            # 20,000 and 100,000 rows
-    python benchmarks/bench_scale.py --quick    # 20,000 rows
+    python benchmarks/bench_scale.py            # the defaults; 20,000 and 100,000 rows
+    python benchmarks/bench_scale.py --quick    # the defaults only
+
+First the defaults beside one Frequent Directions pass (``sketch_size=128``) over the same
+50,000 x 1,024 float32 rows at budgets of 1%, 10% and 25%, on NumPy (each default thins
+its classes' representations, O(N d) after the pass that represents them).
 
 Data: N x 512 float32 rows (low rank plus noise, rows of unequal norms), 10 classes,
 budget 10%. Each selector is timed once after one warm-up fit on the same data (which
@@ -24,7 +28,13 @@ import time
 import numpy as np
 from _report import run
 
-from sketchsel import AgreementSelector, FastMaxVol, MomentMatchingSelector, config_context
+from sketchsel import (
+    AgreementSelector,
+    FastMaxVol,
+    FrequentDirections,
+    MomentMatchingSelector,
+    config_context,
+)
 from sketchsel._array_api import gpu_available
 
 # name: make
@@ -40,6 +50,16 @@ SELECTORS = {
     "FastMaxVol(row_norms='unit', class_balance=None)": lambda: FastMaxVol(
         n_select=0.1, row_norms="unit", class_balance=None),
 }
+
+
+# The defaults beside one Frequent Directions pass over the same rows (sketch_size=128).
+DEFAULTS = {
+    "AgreementSelector()": lambda budget: AgreementSelector(n_select=budget, random_state=0),
+    "FastMaxVol()": lambda budget: FastMaxVol(n_select=budget, random_state=0),
+    "MomentMatchingSelector()": lambda budget: MomentMatchingSelector(n_select=budget,
+                                                                      random_state=0),
+}
+DEFAULT_BUDGETS = (0.01, 0.1, 0.25)
 
 
 def data(n_rows, n_features=512, rank=32, seed=0):
@@ -61,7 +81,29 @@ def timed(make, X, y, backend, synchronize):
     return time.perf_counter() - start
 
 
+def defaults_against_the_sketch(n_rows, n_features):
+    """Each default's fit time as a multiple of one Frequent Directions pass, on NumPy."""
+    X, y = data(n_rows, n_features)
+    sketch = timed(lambda: FrequentDirections(128), X, None, "numpy", lambda: None)
+    lines = [f"### The defaults against one sketch pass: {n_rows:,} x {n_features:,} float32, "
+             f"10 classes", "",
+             f"One `FrequentDirections(128)` pass: {sketch:.2f} s. Each cell: seconds per fit "
+             "(the fit's multiple of the sketch pass).", "",
+             "| selector | " + " | ".join(f"{b:.0%}" for b in DEFAULT_BUDGETS) + " |",
+             "|---|" + "---:|" * len(DEFAULT_BUDGETS)]
+    for name, make in DEFAULTS.items():
+        cells = []
+        for budget in DEFAULT_BUDGETS:
+            seconds = timed(lambda: make(budget), X, y, "numpy", lambda: None)
+            cells.append(f"{seconds:.2f} ({seconds / sketch:.1f}x)")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def bench(size):
+    if size[0] == "defaults":
+        return defaults_against_the_sketch(*size[1:])
     (n_rows,) = size
     X, y = data(n_rows)
     on_gpu = gpu_available()
@@ -92,5 +134,6 @@ if __name__ == "__main__":
     sys.exit(run(
         "bench_scale", __doc__, "Selection time at scale",
         "Seconds per fit (one timed fit after a warm-up fit).",
-        [(20_000,), (100_000,)], [(20_000,)], bench,
+        [("defaults", 50_000, 1_024), (20_000,), (100_000,)], [("defaults", 50_000, 1_024)],
+        bench,
     ))

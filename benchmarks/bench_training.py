@@ -214,7 +214,7 @@ def training_table(seeds, epochs):
     runs["ESWP (prune 30%)"] = [train_evolved(data, s, epochs, 0.3) for s in seeds]
     graft = [train_graft(data, s, epochs) for s in seeds]
     runs["GRAFT 25% (default)"] = [curve for curve, _ in graft]
-    dynamic = FastMaxVol(n_select=FRACTION, rank="auto")
+    dynamic = FastMaxVol(n_select=FRACTION, strategy="maxvol", rank="auto")
     graft = [train_graft(data, s, epochs, dynamic) for s in seeds]
     runs["GRAFT dynamic rank"] = [curve for curve, _ in graft]
     kept = np.mean([k for _, k in graft])

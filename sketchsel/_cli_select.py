@@ -122,7 +122,8 @@ def add_parser(commands):
                         help="sketch size of agreement and moment (their default otherwise)")
     parser.add_argument("--random-state", type=int, default=0,
                         help="seed of the random choices (default: 0)")
-    parser.add_argument("--scores", help="also write the per-row scores (.npy)")
+    parser.add_argument("--scores", help="agreement only: also write the per-row agreement "
+                        "scores (.npy)")
     parser.add_argument(
         "--weights",
         help="maxvol only: also write least-squares weights of the chosen rows (.npy, in the "
@@ -154,8 +155,9 @@ def run(args):
                 f"gradients; got shape {labels.shape}."
             )
     selector = _selector(args)
-    if args.scores and args.method == "maxvol":
-        raise CommandError("maxvol does not score rows; drop --scores or pick another method.")
+    if args.scores and args.method != "agreement":
+        raise CommandError(f"{args.method} does not score rows with its default (thinning); "
+                           f"drop --scores or use --method agreement.")
     balanced = resolve_class_balance(selector.class_balance, labels) is not None
     if args.weights and (args.method != "maxvol" or balanced):
         raise CommandError("--weights needs --method maxvol, without class balancing: drop "

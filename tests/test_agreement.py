@@ -77,7 +77,8 @@ def test_class_balance_uses_each_class_consensus_and_quota(mode):
 def test_diversity_greedy_matches_brute_force():
     G = gradients(n=120, d=20, rank=20, seed=2)
     lam = 0.5
-    selector = AgreementSelector(n_select=15, sketch_size=32, diversity=lam, prefer="easy").fit(G)
+    selector = AgreementSelector(n_select=15, sketch_size=32, strategy="diverse", diversity=lam,
+                                 prefer="easy").fit(G)
     units = G / np.linalg.norm(G, axis=1, keepdims=True)
     scores = exact_scores(G)
     picked = []
@@ -138,15 +139,17 @@ def test_gaussian_projection_approximates_the_cosines_and_is_seeded():
     assert np.corrcoef(fit(0).scores_, exact_scores(G))[0, 1] > 0.9
 
 
+@pytest.mark.parametrize("strategy", ["thinning", "diverse"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_dtypes_and_namespaces_agree(dtype):
+def test_dtypes_and_namespaces_agree(dtype, strategy):
     G = gradients(n=200, d=30, rank=6, seed=6).astype(dtype)
-    expected = AgreementSelector(n_select=20, sketch_size=8).fit(G)
+    params = dict(n_select=20, sketch_size=8, strategy=strategy, random_state=0)
+    expected = AgreementSelector(**params).fit(G)
     tol = 1e-4 if dtype == np.float32 else 1e-9
     assert_allclose(expected.scores_, exact_scores(G.astype(float)), atol=tol)
     for convert in (torch.from_numpy, array_api_strict.asarray):
         with sketchsel.config_context(backend="array_api"):
-            got = AgreementSelector(n_select=20, sketch_size=8).fit(convert(G))
+            got = AgreementSelector(**params).fit(convert(G))
         assert_allclose(got.scores_, expected.scores_, atol=tol)
         assert_array_equal(got.select(), expected.select())
 
@@ -219,25 +222,27 @@ def test_three_passes_cannot_serve_the_greedy_variant():
         AgreementSelector(diversity=0.5, store_projections=False).fit(lambda: iter([G]))
 
 
-def test_passes_by_hand_match_fit():
+@pytest.mark.parametrize("strategy", ["thinning", "diverse"])
+def test_passes_by_hand_match_fit(strategy):
     G = gradients(n=300, d=40, rank=40, seed=13)
     batches = np.array_split(G, 7)
-    selector = AgreementSelector(n_select=30, sketch_size=12)
+    selector = AgreementSelector(n_select=30, sketch_size=12, strategy=strategy, random_state=0)
     for batch in batches:
         selector.partial_fit(batch)
     assert selector.n_features_in_ == 40
     Z = np.vstack([selector.project(batch) for batch in batches])
     assert Z.shape == (300, 12)
     assert_allclose(Z, G @ selector.sketch_.components_.T)
-    by_hand = AgreementSelector(n_select=30).fit(Z)
-    whole = AgreementSelector(n_select=30, sketch_size=12).fit(G)
+    params = dict(n_select=30, strategy=strategy, random_state=0)
+    by_hand = AgreementSelector(**params).fit(Z)
+    whole = AgreementSelector(**params, sketch_size=12).fit(G)
     assert_allclose(by_hand.scores_, whole.scores_, atol=1e-8)
     # With labels, hard_cutoff reads the projections' lengths, which Z keeps.
     y = np.arange(300) % 2
-    labelled = AgreementSelector(n_select=30).fit(Z, y)
+    labelled = AgreementSelector(**params).fit(Z, y)
     assert labelled.n_hard_cut_ == [15, 15]
     assert_array_equal(labelled.select(),
-                       AgreementSelector(n_select=30, sketch_size=12).fit(G, y).select())
+                       AgreementSelector(**params, sketch_size=12).fit(G, y).select())
     # After fit, project uses the fitted directions.
     assert_allclose(np.abs(whole.project(G[:3])), np.abs(Z[:3]), atol=1e-8)
 
@@ -263,11 +268,11 @@ def greedy(units, preference, n, lam):
     return picked
 
 
-def test_the_default_is_the_diversity_greedy_within_each_class_share():
+def test_diverse_is_the_diversity_greedy_within_each_class_share():
     rng = np.random.default_rng(20)
     y = rng.integers(0, 3, 240)
     G = gradients(n=240, d=24, rank=24, seed=20) + 2 * np.eye(3)[y] @ rng.standard_normal((3, 24))
-    selector = AgreementSelector(n_select=30).fit(G, y)
+    selector = AgreementSelector(n_select=30, strategy="diverse").fit(G, y)
     assert selector.class_balance_ == "proportional"
     lengths = np.linalg.norm(G, axis=1)
     units = G / lengths[:, None]
@@ -283,10 +288,10 @@ def test_the_default_is_the_diversity_greedy_within_each_class_share():
     assert_array_equal(selector.select(), np.sort(expected))
     assert selector.n_hard_cut_ == [np.sum(y == c) // 10 for c in range(3)]
     # Without labels, one consensus and one greedy over all rows.
-    alone = AgreementSelector(n_select=30).fit(G)
+    alone = AgreementSelector(n_select=30, strategy="diverse").fit(G)
     assert alone.class_balance_ is None
     assert_array_equal(alone.select(), np.sort(greedy(units, -exact_scores(G), 30, 32.0)))
-    easy = AgreementSelector(n_select=30, prefer="easy").fit(G)
+    easy = AgreementSelector(n_select=30, strategy="diverse", prefer="easy").fit(G)
     assert_array_equal(easy.select(), np.sort(greedy(units, exact_scores(G), 30, 32.0)))
 
 
@@ -427,7 +432,8 @@ def test_randomised_strategies_follow_the_seed():
 def test_zero_gradients_come_last_in_the_diverse_greedy(fallback):
     G = gradients(n=60, d=12, rank=12, seed=25)
     G[[3, 8, 11]] = 0.0
-    selector = AgreementSelector(n_select=57, sketch_size=12, fallback=fallback).fit(G)
+    selector = AgreementSelector(n_select=57, sketch_size=12, strategy="diverse",
+                                 fallback=fallback).fit(G)
     assert selector.fallback_used_ == (fallback is not None)
     assert selector.scores_[[3, 8, 11]].tolist() == [0.0, 0.0, 0.0]
     assert set(np.setdiff1d(np.arange(60), selector.select())) == {3, 8, 11}
@@ -479,7 +485,7 @@ def test_from_a_fifth_of_a_class_maxvol_chooses_on_the_raw_projections():
     G[:6] *= 50.0  # six very long gradients, which the volume of raw rows takes first
     copy = G.copy()
     for n_select in (0.25, 0.5):
-        selector = AgreementSelector(n_select=n_select).fit(G, y)
+        selector = AgreementSelector(n_select=n_select, strategy="diverse").fit(G, y)
         assert_array_equal(G, copy)
         assert selector.fallback_used_ == [True, True, True]
         assert selector.n_hard_cut_ == [0, 0, 0]
@@ -489,13 +495,14 @@ def test_from_a_fifth_of_a_class_maxvol_chooses_on_the_raw_projections():
         for label, quota in zip(selector.classes_, selector.class_quotas_):
             rows = np.flatnonzero(y == label)
             assert 5 * quota >= rows.size
-            expected += rows[FastMaxVol(quota, row_norms=None).fit(Z[rows]).select()].tolist()
+            expected += rows[FastMaxVol(quota, strategy="maxvol", row_norms=None)
+                             .fit(Z[rows]).select()].tolist()
         assert_array_equal(selector.select(), np.sort(expected))
         assert set(range(6)) <= set(selector.select().tolist())
         # The scores are those of the agreement, whatever chose the rows.
         assert_allclose(selector.scores_, exact_scores(G, y), atol=1e-8)
     # Without the fallback, the greedy cover within each class.
-    cover = AgreementSelector(n_select=0.25, fallback=None).fit(G, y)
+    cover = AgreementSelector(n_select=0.25, strategy="diverse", fallback=None).fit(G, y)
     assert cover.fallback_used_ == [False, False, False]
     units = G / np.linalg.norm(G, axis=1, keepdims=True)
     scores = exact_scores(G, y)
@@ -509,7 +516,7 @@ def test_from_a_fifth_of_a_class_maxvol_chooses_on_the_raw_projections():
 def test_a_zero_diversity_ranks_by_score_without_the_projections_at_any_budget():
     G = gradients(n=300, d=20, rank=20, seed=29)
     y = np.repeat([0, 1, 2], 100)
-    params = dict(n_select=0.3, diversity=0.0, random_state=0)
+    params = dict(n_select=0.3, strategy="diverse", diversity=0.0, random_state=0)
     in_memory = AgreementSelector(**params).fit(G, y)
     assert in_memory.fallback_used_ == [False, False, False]
 
@@ -526,12 +533,12 @@ def test_the_fallback_is_decided_per_class_at_a_fifth_and_only_for_the_cover():
     G = gradients(n=300, d=20, rank=20, seed=28)
     y = np.repeat([0, 1], [100, 200])
     # Equal quotas of 20: a fifth of class 0, a tenth of class 1.
-    selector = AgreementSelector(n_select=40, class_balance="equal").fit(G, y)
+    selector = AgreementSelector(n_select=40, strategy="diverse", class_balance="equal").fit(G, y)
     assert selector.fallback_used_ == [True, False]
     assert selector.n_hard_cut_ == [0, 20]
     # Without labels one group: from 60 of the 300 rows on.
-    assert AgreementSelector(n_select=60).fit(G).fallback_used_ is True
-    assert AgreementSelector(n_select=59).fit(G).fallback_used_ is False
-    for strategy in ("top", "stratified", "proportional"):
+    assert AgreementSelector(n_select=60, strategy="diverse").fit(G).fallback_used_ is True
+    assert AgreementSelector(n_select=59, strategy="diverse").fit(G).fallback_used_ is False
+    for strategy in ("thinning", "top", "stratified", "proportional"):
         chosen = AgreementSelector(n_select=0.5, strategy=strategy, random_state=0).fit(G)
         assert chosen.fallback_used_ is False

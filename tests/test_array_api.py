@@ -198,19 +198,22 @@ def _selection_problem():
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: sketchsel.AgreementSelector(n_select=0.1, sketch_size=32),
+        lambda: sketchsel.AgreementSelector(n_select=0.1, sketch_size=32, random_state=0),
+        lambda: sketchsel.AgreementSelector(n_select=0.1, sketch_size=32, strategy="diverse"),
         lambda: sketchsel.AgreementSelector(n_select=0.1, sketch_size=32, strategy="stratified",
                                             random_state=0),
-        lambda: sketchsel.AgreementSelector(n_select=0.1, sketch_size=32, strategy="thinning",
-                                            random_state=0),
-        lambda: sketchsel.FastMaxVol(n_select=0.1),
-        lambda: sketchsel.FastMaxVol(n_select=0.3),
+        lambda: sketchsel.FastMaxVol(n_select=0.1, random_state=0),
+        lambda: sketchsel.FastMaxVol(n_select=0.1, strategy="maxvol"),
+        lambda: sketchsel.FastMaxVol(n_select=0.3, strategy="maxvol"),
         lambda: sketchsel.MomentMatchingSelector(n_select=0.1, sketch_size=32, random_state=0),
-        lambda: sketchsel.MomentMatchingSelector(n_select=0.1, sketch_size=32, fallback=None,
+        lambda: sketchsel.MomentMatchingSelector(n_select=0.1, sketch_size=32,
+                                                 strategy="moments", random_state=0),
+        lambda: sketchsel.MomentMatchingSelector(n_select=0.1, sketch_size=32,
+                                                 strategy="moments", fallback=None,
                                                  class_balance=None, random_state=0),
     ],
-    ids=["agreement", "agreement-stratified", "agreement-thinning", "maxvol-unit-rows",
-         "maxvol-raw", "moment", "moment-program"],
+    ids=["agreement-thinning", "agreement-diverse", "agreement-stratified", "fast_maxvol",
+         "maxvol-unit-rows", "maxvol-raw", "moment", "moment-fallback", "moment-program"],
 )
 def test_selectors_choose_on_cupy_what_they_choose_on_numpy(make):
     import cupy
@@ -248,5 +251,6 @@ def test_auto_keeps_numpy_input_on_the_cpu_where_a_gpu_is_present():
     assert isinstance(fd.sketch_, np.ndarray) and isinstance(fd.transform(G), np.ndarray)
     selector = sketchsel.MomentMatchingSelector(n_select=60, sketch_size=16, random_state=3)
     assert isinstance(selector.project(G), np.ndarray)
-    assert isinstance(sketchsel.FastMaxVol(n_select=60).fit(G).coefficients_, np.ndarray)
+    maxvol = sketchsel.FastMaxVol(n_select=60, strategy="maxvol").fit(G)
+    assert isinstance(maxvol.coefficients_, np.ndarray)
     assert isinstance(sketchsel.AgreementSelector(n_select=60).fit(G, y).components_, np.ndarray)

@@ -92,6 +92,8 @@ def test_bad_dask_input_is_reported():
 # Selectors
 
 
+from sklearn.base import clone  # noqa: E402
+
 from sketchsel import AgreementSelector, FastMaxVol, MomentMatchingSelector  # noqa: E402
 
 
@@ -107,12 +109,15 @@ def _gradients(seed):
     [
         lambda cb: MomentMatchingSelector(n_select=90, sketch_size=24, random_state=0,
                                           class_balance=cb),
+        lambda cb: MomentMatchingSelector(n_select=90, sketch_size=24, strategy="moments",
+                                          random_state=0, class_balance=cb),
         lambda cb: AgreementSelector(n_select=90, projection="gaussian", sketch_size=24,
                                      strategy="stratified", random_state=0, class_balance=cb),
         lambda cb: AgreementSelector(n_select=90, projection="gaussian", sketch_size=24,
                                      strategy="thinning", random_state=0, class_balance=cb),
     ],
-    ids=["moment_matching", "agreement_gaussian", "agreement_thinning"],
+    ids=["moment_matching", "moment_matching_program", "agreement_gaussian",
+         "agreement_thinning"],
 )
 def test_seeded_selectors_choose_on_dask_what_they_choose_in_memory(make, class_balance):
     G, y = _gradients(5)
@@ -163,8 +168,10 @@ def test_one_block_agreement_equals_the_in_memory_selection():
 def test_selectors_on_a_process_cluster(cluster):
     G, y = _gradients(8)
     X = da.from_array(G, chunks=(300, 60))
-    moment = MomentMatchingSelector(n_select=80, sketch_size=24, random_state=1)
-    np.testing.assert_array_equal(moment.fit(X, y).select(), moment.fit(G, y).select())
+    for strategy in ("thinning", "moments"):
+        moment = MomentMatchingSelector(n_select=80, sketch_size=24, strategy=strategy,
+                                        random_state=1)
+        np.testing.assert_array_equal(moment.fit(X, y).select(), moment.fit(G, y).select())
     agreement = AgreementSelector(n_select=80, sketch_size=10, class_balance="equal",
                                   strategy="proportional", random_state=0)
     chosen = agreement.fit(X, y).select()
@@ -185,28 +192,34 @@ def _computed_shapes(monkeypatch):
     return shapes
 
 
+@pytest.mark.parametrize("strategy", [None, "diverse"])  # the default (thinning), the cover
 @pytest.mark.parametrize("class_balance", [None, "auto"])
-def test_default_agreement_on_a_process_cluster_never_gathers_the_rows(
-        cluster, monkeypatch, class_balance):
+def test_agreement_that_reads_the_projections_on_a_process_cluster_never_gathers_the_rows(
+        cluster, monkeypatch, class_balance, strategy):
     rng = np.random.default_rng(13)
     y = rng.integers(0, 3, 1200)
     G = rng.standard_normal((3, 300))[y] * 2 + rng.standard_normal((1200, 300))
     shapes = _computed_shapes(monkeypatch)
-    params = dict(sketch_size=32, class_balance=class_balance)
-    # The cover: the same choice as in memory from the projections on the same directions
-    # (an exact sketch of them is a rotation, which changes no cosine and no length).
+    params = dict(sketch_size=32, class_balance=class_balance, random_state=0)
+    if strategy is not None:
+        params["strategy"] = strategy
+    # The choice reads the projections: the same choice as in memory from the projections on
+    # the same directions (an exact sketch of them is a rotation, which changes no cosine, no
+    # length and no distance).
     selector = AgreementSelector(n_select=60, **params).fit(
         da.from_array(G, chunks=(250, 300)), y)
     Z = G @ selector.components_.T
     expected = AgreementSelector(n_select=60, **params).fit(Z, y)
     np.testing.assert_array_equal(selector.select(), expected.select())
-    # From a fifth of the rows, the maxvol fallback, which sees the basis: one block
+    # From a fifth of the rows (the cover's maxvol fallback, which sees the basis): one block
     # gives the in-memory directions, hence the in-memory choice.
     selector = AgreementSelector(n_select=400, **params).fit(da.from_array(G, chunks=G.shape), y)
     expected = AgreementSelector(n_select=400, **params).fit(G, y)
     np.testing.assert_array_equal(selector.select(), expected.select())
     assert selector.fallback_used_ == expected.fallback_used_
-    assert expected.fallback_used_ in (True, [True, True, True])
+    fell_back = strategy == "diverse"
+    assert expected.fallback_used_ in ((True, [True, True, True]) if fell_back
+                                       else (False, [False, False, False]))
     # Only the projections (1200 x 32) and smaller results came to the client.
     assert shapes and not any(len(shape) == 2 and shape[1] == 300 for shape in shapes)
 
@@ -234,12 +247,13 @@ def test_empty_blocks_and_unknown_block_sizes():
         _check_certificate(fd, rows)
         on_dask = AgreementSelector(n_select=30, projection="gaussian", sketch_size=8,
                                     strategy="top", random_state=0).fit(kept)
-        moment = MomentMatchingSelector(n_select=30, sketch_size=8, random_state=0).fit(kept)
+        moments = [MomentMatchingSelector(n_select=30, sketch_size=8, strategy=strategy,
+                                          random_state=0).fit(kept)
+                   for strategy in ("thinning", "moments")]
         with pytest.raises(ValueError, match="no rows"):
             FrequentDirections(4).fit(X[X[:, 0] > 1e9])
-    np.testing.assert_array_equal(
-        moment.select(),
-        MomentMatchingSelector(n_select=30, sketch_size=8, random_state=0).fit(rows).select())
+    for moment in moments:
+        np.testing.assert_array_equal(moment.select(), clone(moment).fit(rows).select())
     in_memory = AgreementSelector(n_select=30, projection="gaussian", sketch_size=8,
                                   strategy="top", random_state=0).fit(rows)
     np.testing.assert_array_equal(on_dask.select(), in_memory.select())
@@ -251,14 +265,15 @@ def test_integer_dask_arrays_are_widened_as_in_memory():
     with dask.config.set(scheduler="threads"):
         on_dask = AgreementSelector(n_select=40, projection="gaussian", sketch_size=16,
                                     strategy="top", random_state=0).fit(X)
-        moment = MomentMatchingSelector(n_select=40, sketch_size=16, random_state=0).fit(X)
+        moments = [MomentMatchingSelector(n_select=40, sketch_size=16, strategy=strategy,
+                                          random_state=0).fit(X)
+                   for strategy in ("thinning", "moments")]
     assert on_dask.components_.dtype == np.float64 and np.any(on_dask.components_ != 0)
     expected = AgreementSelector(n_select=40, projection="gaussian", sketch_size=16,
                                  strategy="top", random_state=0).fit(A)
     np.testing.assert_array_equal(on_dask.select(), expected.select())
-    np.testing.assert_array_equal(
-        moment.select(),
-        MomentMatchingSelector(n_select=40, sketch_size=16, random_state=0).fit(A).select())
+    for moment in moments:
+        np.testing.assert_array_equal(moment.select(), clone(moment).fit(A).select())
 
 
 def test_a_dask_fit_forgets_the_state_of_an_earlier_fit():

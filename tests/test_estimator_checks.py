@@ -11,13 +11,18 @@ from sketchsel import AgreementSelector, FastMaxVol, FrequentDirections, MomentM
         FrequentDirections(sketch_size=4),
         FrequentDirections(block_size=3),
         FastMaxVol(n_select=0.5),
+        FastMaxVol(n_select=0.5, strategy="maxvol"),
         FastMaxVol(n_select=0.5, rank=1, class_balance="proportional"),
+        FastMaxVol(n_select=0.5, strategy="maxvol", rank=1, class_balance="proportional"),
         AgreementSelector(n_select=0.5),
-        AgreementSelector(n_select=0.5, projection="gaussian", diversity=0.3,
+        AgreementSelector(n_select=0.5, strategy="diverse"),
+        AgreementSelector(n_select=0.5, projection="gaussian", strategy="diverse", diversity=0.3,
                           class_balance="equal", random_state=0),
         MomentMatchingSelector(n_select=0.5, random_state=0),
+        MomentMatchingSelector(n_select=0.5, strategy="moments", random_state=0),
         MomentMatchingSelector(n_select=0.5, sketch_size=2, projection="countsketch",
-                               rounding="top", class_balance="proportional", random_state=0),
+                               strategy="moments", rounding="top", class_balance="proportional",
+                               random_state=0),
     ]
 )
 def test_sklearn_compatible(estimator, check):

@@ -28,11 +28,15 @@ def problem():
 @pytest.mark.parametrize(
     "selector",
     [
-        AgreementSelector(n_select=30, sketch_size=8, class_balance="equal"),
+        AgreementSelector(n_select=30, sketch_size=8, class_balance="equal", random_state=0),
+        AgreementSelector(n_select=30, sketch_size=8, class_balance="equal", strategy="diverse"),
         MomentMatchingSelector(n_select=30, sketch_size=16, random_state=0),
-        FastMaxVol(n_select=12),
+        MomentMatchingSelector(n_select=30, sketch_size=16, strategy="moments", random_state=0),
+        FastMaxVol(n_select=12, random_state=0),
+        FastMaxVol(n_select=12, strategy="maxvol"),
     ],
-    ids=["agreement", "moment_matching", "fast_maxvol"],
+    ids=["agreement", "agreement_diverse", "moment_matching", "moment_matching_program",
+         "fast_maxvol", "fast_maxvol_maxvol"],
 )
 @pytest.mark.parametrize("head_only", [True, False])
 def test_selectors_choose_the_same_rows_from_the_source_as_from_the_array(
@@ -184,7 +188,7 @@ def test_graft_maps_batch_rows_to_dataset_indices(indexed):
 
 def test_graft_rows_reproduce_the_batch_gradient(indexed):
     model, data = indexed
-    dynamic = FastMaxVol(n_select=0.2, rank="auto")
+    dynamic = FastMaxVol(n_select=0.2, strategy="maxvol", rank="auto")
     sampler = GraftSampler(model, data, head=model[2], selection_batch_size=len(data),
                            fraction=0.2, selector=dynamic, random_state=0)
     subset = sampler.select()

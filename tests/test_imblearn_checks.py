@@ -29,12 +29,20 @@ def expected_failures(selector):
 
 @parametrize_with_checks(
     [
-        FastMaxVol(n_select=0.5),
-        FastMaxVol(n_select=0.5, class_balance="equal"),
-        AgreementSelector(n_select=0.5),
-        AgreementSelector(n_select=0.5, class_balance="proportional"),
+        # The defaults (thinning, seeded: the checks refit and compare) and the published rules.
+        FastMaxVol(n_select=0.5, random_state=0),
+        FastMaxVol(n_select=0.5, class_balance="equal", random_state=0),
+        FastMaxVol(n_select=0.5, strategy="maxvol"),
+        FastMaxVol(n_select=0.5, strategy="maxvol", class_balance="equal"),
+        AgreementSelector(n_select=0.5, random_state=0),
+        AgreementSelector(n_select=0.5, class_balance="proportional", random_state=0),
+        AgreementSelector(n_select=0.5, strategy="diverse"),
+        AgreementSelector(n_select=0.5, strategy="diverse", class_balance="proportional"),
         MomentMatchingSelector(n_select=0.5, random_state=0),
         MomentMatchingSelector(n_select=0.5, class_balance="equal", random_state=0),
+        MomentMatchingSelector(n_select=0.5, strategy="moments", random_state=0),
+        MomentMatchingSelector(n_select=0.5, strategy="moments", class_balance="equal",
+                               random_state=0),
     ],
     expected_failed_checks=expected_failures,
 )

@@ -224,7 +224,8 @@ def gradients(seed=0, n=600, d=120, dtype=np.float64):
 
 def test_fitted_attributes_describe_the_solution():
     G = gradients()
-    selector = MomentMatchingSelector(n_select=60, sketch_size=16, random_state=0).fit(G)
+    selector = MomentMatchingSelector(n_select=60, sketch_size=16, strategy="moments",
+                                      random_state=0).fit(G)
     chosen = selector.select()
     assert chosen.dtype == np.int64 and chosen.size == 60 and np.all(np.diff(chosen) > 0)
     assert np.all((selector.scores_ >= 0) & (selector.scores_ <= 1 + 1e-12))
@@ -238,38 +239,49 @@ def test_fitted_attributes_describe_the_solution():
     assert np.all(selector.scores_[chosen] > 0)
 
 
-def test_stage_one_is_the_seeded_projection():
+@pytest.mark.parametrize("strategy", ["thinning", "moments"])
+def test_stage_one_is_the_seeded_projection(strategy):
     G = gradients(1)
     selector = MomentMatchingSelector(n_select=40, sketch_size=24, projection="rademacher",
-                                      hard_cutoff=0.0, random_state=5).fit(G)
+                                      strategy=strategy, hard_cutoff=0.0, random_state=5).fit(G)
     sketch = random_projection(G, 24, kind="rademacher", random_state=5)
-    on_sketch = MomentMatchingSelector(n_select=40, sketch_size=24, hard_cutoff=0.0,
-                                       random_state=5).fit(sketch)
-    assert_allclose(selector.scores_, on_sketch.scores_, atol=1e-10)
+    on_sketch = MomentMatchingSelector(n_select=40, sketch_size=24, strategy=strategy,
+                                       hard_cutoff=0.0, random_state=5).fit(sketch)
     assert_array_equal(selector.select(), on_sketch.select())
+    if strategy == "thinning":  # the program's attributes are the program's alone
+        assert not hasattr(selector, "scores_") and not hasattr(selector, "eigenvalues_")
+        return
+    assert_allclose(selector.scores_, on_sketch.scores_, atol=1e-10)
     assert_allclose(
         selector.eigenvalues_, np.linalg.eigvalsh(sketch.T @ sketch / 600)[::-1], rtol=1e-9
     )
 
 
-@pytest.mark.parametrize("rounding", ["sample", "top"])
-def test_same_random_state_same_selection_input_untouched(rounding):
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"strategy": "moments", "rounding": "sample"}, {"strategy": "moments", "rounding": "top"}],
+    ids=["thinning", "moments-sample", "moments-top"],
+)
+def test_same_random_state_same_selection_input_untouched(params):
     G = gradients(2)
     copy = G.copy()
     fit = lambda state: MomentMatchingSelector(  # noqa: E731
-        n_select=0.1, sketch_size=20, rounding=rounding, random_state=state
+        n_select=0.1, sketch_size=20, random_state=state, **params
     ).fit(G)
     first, second = fit(3), fit(3)
     assert_array_equal(first.select(), second.select())
-    assert_array_equal(first.scores_, second.scores_)
     assert_array_equal(G, copy)
+    if not params:  # thinning: another projection and another order, another choice
+        assert not np.array_equal(fit(4).select(), first.select())
+        return
+    assert_array_equal(first.scores_, second.scores_)
     assert not np.array_equal(fit(4).scores_, first.scores_)  # another projection
 
 
 def test_top_rounding_keeps_the_largest_shares():
     G = gradients(3)
-    selector = MomentMatchingSelector(n_select=30, sketch_size=10, rounding="top",
-                                      moment_coef=0.3, random_state=0).fit(G)
+    selector = MomentMatchingSelector(n_select=30, sketch_size=10, strategy="moments",
+                                      rounding="top", moment_coef=0.3, random_state=0).fit(G)
     chosen = selector.select()
     others = np.setdiff1d(np.arange(600), chosen)
     assert selector.scores_[chosen].min() >= selector.scores_[others].max()
@@ -304,7 +316,8 @@ def test_relative_scale_covers_a_weak_direction_that_absolute_ignores():
     X = np.zeros((1000, 2))
     X[:950, 0] = 10.0
     X[950:, 1] = 1.0
-    common = dict(n_select=20, moment_coef=0.5, hard_cutoff=0.0, tol=1e-6, max_iter=20_000)
+    common = dict(n_select=20, strategy="moments", moment_coef=0.5, hard_cutoff=0.0, tol=1e-6,
+                  max_iter=20_000)
     relative = MomentMatchingSelector(**common).fit(X)
     absolute = MomentMatchingSelector(moment_scale="absolute", **common).fit(X)
     units = 1 / (950 * 100 / 1000)
@@ -324,16 +337,17 @@ def test_relative_scale_covers_a_weak_direction_that_absolute_ignores():
 
 def test_more_coverage_asked_means_more_weight_on_high_energy_rows():
     G = gradients(4)
-    loose = MomentMatchingSelector(n_select=60, sketch_size=16, moment_coef=1.0,
-                                   random_state=0).fit(G)
-    tight = MomentMatchingSelector(n_select=60, sketch_size=16, moment_coef=0.5,
-                                   random_state=0).fit(G)
+    loose = MomentMatchingSelector(n_select=60, sketch_size=16, strategy="moments",
+                                   moment_coef=1.0, random_state=0).fit(G)
+    tight = MomentMatchingSelector(n_select=60, sketch_size=16, strategy="moments",
+                                   moment_coef=0.5, random_state=0).fit(G)
     energetic = slice(0, 60)  # the rows scaled up by 4
     assert tight.scores_[energetic].sum() > loose.scores_[energetic].sum()
     assert np.all(loose.gamma_ >= 1.0) and np.all(tight.gamma_ >= 2.0)
 
 
-def test_a_source_of_batches_selects_what_the_array_does():
+@pytest.mark.parametrize("strategy", ["thinning", "moments"])
+def test_a_source_of_batches_selects_what_the_array_does(strategy):
     G = gradients(5, n=900, d=150)
     y = np.random.default_rng(5).integers(0, 3, 900)
 
@@ -341,7 +355,7 @@ def test_a_source_of_batches_selects_what_the_array_does():
         return ((G[i : i + 128], y[i : i + 128]) for i in range(0, 900, 128))
 
     for params in [{}, {"class_balance": "equal"}, {"projection": "countsketch"}]:
-        kwargs = dict(n_select=0.1, sketch_size=24, random_state=1, **params)
+        kwargs = dict(n_select=0.1, sketch_size=24, strategy=strategy, random_state=1, **params)
         in_memory = MomentMatchingSelector(**kwargs).fit(G, y)
         streamed = MomentMatchingSelector(**kwargs).fit(source)
         assert_array_equal(streamed.select(), in_memory.select())
@@ -352,9 +366,11 @@ def test_a_source_of_batches_selects_what_the_array_does():
         MomentMatchingSelector().fit(lambda: iter([]))
 
 
-def test_batches_projected_by_hand_select_what_fit_does():
+@pytest.mark.parametrize("strategy", ["thinning", "moments"])
+def test_batches_projected_by_hand_select_what_fit_does(strategy):
     G = gradients(11, n=500, d=90).astype(np.float32)
-    selector = MomentMatchingSelector(n_select=0.1, sketch_size=16, random_state=2)
+    selector = MomentMatchingSelector(n_select=0.1, sketch_size=16, strategy=strategy,
+                                      random_state=2)
     sketch = np.vstack([selector.project(batch) for batch in np.array_split(G, 7)])
     assert sketch.dtype == np.float32 and sketch.shape == (500, 16)
     assert_allclose(sketch, random_projection(G, 16, random_state=2), rtol=1e-5, atol=1e-5)
@@ -367,8 +383,9 @@ def test_batches_projected_by_hand_select_what_fit_does():
 def test_class_balance_solves_one_program_per_class(mode):
     G = gradients(6, n=500, d=40)
     y = np.repeat([0, 1, 2], [300, 150, 50])
-    selector = MomentMatchingSelector(n_select=60, sketch_size=12, class_balance=mode,
-                                      hard_cutoff=0.0, random_state=0).fit(G, y)
+    selector = MomentMatchingSelector(n_select=60, sketch_size=12, strategy="moments",
+                                      class_balance=mode, hard_cutoff=0.0,
+                                      random_state=0).fit(G, y)
     counts = np.bincount(y[selector.select()], minlength=3)
     assert counts.tolist() == selector.class_quotas_.tolist()
     assert len(selector.eigenvalues_) == 3
@@ -397,10 +414,12 @@ def low_rank(seed, n=300, d=20, rank=12):
 def test_below_the_sketch_rank_maxvol_chooses_and_the_program_scores_its_rows():
     G, n_select, coef = low_rank(12), 8, 0.3
     copy = G.copy()
-    selector = MomentMatchingSelector(n_select=n_select, moment_coef=coef, hard_cutoff=0.0).fit(G)
+    selector = MomentMatchingSelector(n_select=n_select, strategy="moments", moment_coef=coef,
+                                      hard_cutoff=0.0).fit(G)
     chosen = selector.select()
     assert selector.fallback_used_ and selector.n_iter_ == 0
-    assert_array_equal(chosen, FastMaxVol(n_select=n_select, hard_cutoff=0.0).fit(G).select())
+    assert_array_equal(chosen, FastMaxVol(n_select=n_select, strategy="maxvol",
+                                          hard_cutoff=0.0).fit(G).select())
     assert np.linalg.matrix_rank(G[chosen]) == n_select
     assert_array_equal(selector.scores_, np.isin(np.arange(300), chosen).astype(float))
     assert_array_equal(G, copy)
@@ -418,11 +437,12 @@ def test_below_the_sketch_rank_maxvol_chooses_and_the_program_scores_its_rows():
 
 def test_at_the_sketch_rank_or_without_fallback_the_program_chooses():
     G = low_rank(13)
-    at_rank = MomentMatchingSelector(n_select=12, hard_cutoff=0.0).fit(G)
+    program = dict(strategy="moments", hard_cutoff=0.0)
+    at_rank = MomentMatchingSelector(n_select=12, **program).fit(G)
     assert not at_rank.fallback_used_ and at_rank.n_iter_ > 0
     assert_array_equal(at_rank.select(), MomentMatchingSelector(n_select=12, fallback=None,
-                                                                hard_cutoff=0.0).fit(G).select())
-    below = MomentMatchingSelector(n_select=8, fallback=None, hard_cutoff=0.0).fit(G)
+                                                                **program).fit(G).select())
+    below = MomentMatchingSelector(n_select=8, fallback=None, **program).fit(G)
     assert not below.fallback_used_ and below.n_iter_ > 0
     # Without the fallback, the rows with the largest shares: here the long rows.
     chosen = below.select()
@@ -435,7 +455,7 @@ def test_at_the_sketch_rank_or_without_fallback_the_program_chooses():
 def test_the_fallback_is_decided_per_class_and_streamed_as_in_memory():
     G = np.vstack([low_rank(14, n=200, rank=12), low_rank(15, n=100, rank=4)])
     y = np.repeat([0, 1], [200, 100])
-    selector = MomentMatchingSelector(n_select=15).fit(G, y)  # class_balance="auto"
+    selector = MomentMatchingSelector(n_select=15, strategy="moments").fit(G, y)  # balance "auto"
     # Quotas 10 and 5: below the first class's rank of 12, above the second's of 4.
     assert selector.class_quotas_.tolist() == [10, 5]
     assert selector.fallback_used_ == [True, False]
@@ -445,7 +465,7 @@ def test_the_fallback_is_decided_per_class_and_streamed_as_in_memory():
 
     # Sketched to 16 columns: rank 16 in all, 12 and 4 per class.
     for params, used in [({"class_balance": None}, True), ({}, [True, False])]:
-        kwargs = dict(n_select=15, sketch_size=16, random_state=0, **params)
+        kwargs = dict(n_select=15, sketch_size=16, strategy="moments", random_state=0, **params)
         in_memory = MomentMatchingSelector(**kwargs).fit(G, y)
         assert in_memory.fallback_used_ == used
         assert_array_equal(MomentMatchingSelector(**kwargs).fit(source).select(),
@@ -455,50 +475,61 @@ def test_the_fallback_is_decided_per_class_and_streamed_as_in_memory():
 def test_the_fallback_takes_the_rows_as_given_from_a_fifth_of_them():
     G = low_rank(17, n=200, d=80, rank=60)  # the first 20 rows are long
     for n_select, row_norms in ((30, "median"), (50, None)):
-        selector = MomentMatchingSelector(n_select=n_select, hard_cutoff=0.0).fit(G)
+        selector = MomentMatchingSelector(n_select=n_select, strategy="moments",
+                                          hard_cutoff=0.0).fit(G)
         assert selector.fallback_used_
-        expected = FastMaxVol(n_select, row_norms=row_norms, hard_cutoff=0.0).fit(G).select()
+        expected = FastMaxVol(n_select, strategy="maxvol", row_norms=row_norms,
+                              hard_cutoff=0.0).fit(G).select()
         assert_array_equal(selector.select(), expected)
 
 
 def test_the_fallback_chooses_alike_in_float32_and_other_namespaces():
     G = low_rank(16)
-    expected = MomentMatchingSelector(n_select=8).fit(G)
+    expected = MomentMatchingSelector(n_select=8, strategy="moments").fit(G)
     assert expected.fallback_used_
-    single = MomentMatchingSelector(n_select=8).fit(G.astype(np.float32))
+    single = MomentMatchingSelector(n_select=8, strategy="moments").fit(G.astype(np.float32))
     assert single.fallback_used_
     assert_array_equal(single.select(), expected.select())
     for convert in (torch.from_numpy, array_api_strict.asarray):
         with sketchsel.config_context(backend="array_api"):
-            got = MomentMatchingSelector(n_select=8).fit(convert(G))
+            got = MomentMatchingSelector(n_select=8, strategy="moments").fit(convert(G))
         assert got.fallback_used_
         assert_array_equal(got.select(), expected.select())
         assert got.objective_ == pytest.approx(expected.objective_, rel=1e-10)
 
 
-def test_float32_and_other_namespaces_agree():
+@pytest.mark.parametrize(
+    "params", [{"random_state": 0}, {"strategy": "moments", "rounding": "top"}],
+    ids=["thinning", "moments"],
+)
+def test_float32_and_other_namespaces_agree(params):
     G = gradients(7, d=30)
-    expected = MomentMatchingSelector(n_select=50, sketch_size=64, rounding="top").fit(G)
-    single = MomentMatchingSelector(n_select=50, sketch_size=64, rounding="top").fit(
-        G.astype(np.float32)
-    )
-    assert_allclose(single.scores_, expected.scores_, atol=1e-4)
+    make = lambda: MomentMatchingSelector(n_select=50, sketch_size=64, **params)  # noqa: E731
+    expected = make().fit(G)
+    single = make().fit(G.astype(np.float32))
+    program = "strategy" in params
+    if program:
+        assert_allclose(single.scores_, expected.scores_, atol=1e-4)
+    else:  # the same walk on the float32 sketch
+        assert_array_equal(single.select(), expected.select())
     for convert in (torch.from_numpy, array_api_strict.asarray):
         with sketchsel.config_context(backend="array_api"):
-            got = MomentMatchingSelector(n_select=50, sketch_size=64, rounding="top").fit(
-                convert(G)
-            )
-        assert_allclose(got.scores_, expected.scores_, atol=1e-8)
+            got = make().fit(convert(G))
+        if program:
+            assert_allclose(got.scores_, expected.scores_, atol=1e-8)
         assert_array_equal(got.select(), expected.select())
 
 
 def test_too_few_iterations_warn():
     G = gradients(8)
     with pytest.warns(ConvergenceWarning, match="max_iter=1 iterations"):
-        MomentMatchingSelector(n_select=30, sketch_size=16, max_iter=1).fit(G)
+        MomentMatchingSelector(n_select=30, sketch_size=16, strategy="moments",
+                               max_iter=1).fit(G)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        MomentMatchingSelector(n_select=30, sketch_size=16).fit(G)
+        MomentMatchingSelector(n_select=30, sketch_size=16, strategy="moments").fit(G)
+        # Thinning runs no program: max_iter does not apply and nothing warns.
+        MomentMatchingSelector(n_select=30, sketch_size=16, max_iter=1, random_state=0).fit(G)
 
 
 def longest(G, count):
@@ -506,66 +537,77 @@ def longest(G, count):
     return np.argsort(np.linalg.norm(G, axis=1), kind="stable")[G.shape[0] - count:]
 
 
+@pytest.mark.parametrize("strategy", ["thinning", "moments"])
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(20, 80), st.floats(0, 0.95), st.data())
-def test_hard_cutoff_leaves_out_the_longest_rows_and_matches_the_rest(seed, n, fraction, data):
+def test_hard_cutoff_leaves_out_the_longest_rows_and_matches_the_rest(strategy, seed, n,
+                                                                      fraction, data):
     rng = np.random.default_rng(seed)
     G = rng.standard_normal((n, 6))
     # Lengths at least 1.7% apart: no two rows tie for the cut.
     G *= (rng.permutation(np.geomspace(1, 8, n)) / np.linalg.norm(G, axis=1))[:, None]
     n_select = data.draw(st.integers(1, n))
     copy = G.copy()
-    selector = MomentMatchingSelector(n_select=n_select, hard_cutoff=fraction).fit(G)
+    params = dict(n_select=n_select, strategy=strategy, random_state=0)
+    selector = MomentMatchingSelector(hard_cutoff=fraction, **params).fit(G)
     n_dropped = min(int(fraction * n), n - n_select)
     assert selector.n_hard_cut_ == n_dropped
     dropped = longest(G, n_dropped)
     kept = np.setdiff1d(np.arange(n), dropped)
     # Brute force: the selection is the one without a cutoff on the rows kept, mapped back.
-    reference = MomentMatchingSelector(n_select=n_select, hard_cutoff=0.0).fit(G[kept])
+    reference = MomentMatchingSelector(hard_cutoff=0.0, **params).fit(G[kept])
     assert_array_equal(selector.select(), kept[reference.select()])
-    assert_allclose(selector.scores_[kept], reference.scores_)
-    assert np.all(selector.scores_[dropped] == 0)
     assert_array_equal(G, copy)
+    if strategy == "moments":
+        assert_allclose(selector.scores_[kept], reference.scores_)
+        assert np.all(selector.scores_[dropped] == 0)
 
 
-def test_hard_cutoff_leaves_rows_of_one_length_alone():
+@pytest.mark.parametrize("strategy", ["thinning", "moments"])
+def test_hard_cutoff_leaves_rows_of_one_length_alone(strategy):
     G = np.repeat(np.eye(6), 50, axis=0)  # 300 rows of length 1, by class
     y = np.repeat(np.arange(6), 50)
-    selector = MomentMatchingSelector(n_select=30).fit(G, y)
+    params = dict(n_select=30, strategy=strategy, random_state=0)
+    selector = MomentMatchingSelector(**params).fit(G, y)
     assert selector.n_hard_cut_ == [0] * 6
     assert_array_equal(selector.select(),
-                       MomentMatchingSelector(n_select=30, hard_cutoff=0.0).fit(G, y).select())
+                       MomentMatchingSelector(**params, hard_cutoff=0.0).fit(G, y).select())
     # Float32 rounding of the lengths is no difference either.
     units = np.random.default_rng(0).standard_normal((300, 6)).astype(np.float32)
     units /= np.linalg.norm(units, axis=1, keepdims=True)
-    assert MomentMatchingSelector(n_select=30).fit(units, y).n_hard_cut_ == [0] * 6
+    assert MomentMatchingSelector(**params).fit(units, y).n_hard_cut_ == [0] * 6
 
 
-def test_hard_cutoff_auto_leaves_out_a_tenth_of_a_class_below_a_fifth_of_its_rows():
+@pytest.mark.parametrize("strategy", ["thinning", "moments"])
+def test_hard_cutoff_auto_leaves_out_a_tenth_of_a_class_below_a_fifth_of_its_rows(strategy):
     G = gradients(17, n=300, d=30)
     y = np.zeros(300, dtype=int)  # one class: its quota is the budget
     for n_select, fraction in [(59, 0.1), (60, 0.0), (150, 0.0)]:
-        auto = MomentMatchingSelector(n_select=n_select, sketch_size=16, random_state=0)
-        fixed = MomentMatchingSelector(n_select=n_select, sketch_size=16, hard_cutoff=fraction,
-                                       random_state=0)
+        auto = MomentMatchingSelector(n_select=n_select, sketch_size=16, strategy=strategy,
+                                      random_state=0)
+        fixed = MomentMatchingSelector(n_select=n_select, sketch_size=16, strategy=strategy,
+                                       hard_cutoff=fraction, random_state=0)
         auto.fit(G, y)
         assert auto.n_hard_cut_ == [int(fraction * 300)]
         assert_array_equal(auto.select(), fixed.fit(G, y).select())
     # Below a fifth, the tenth of the rows longest in the sketch is never chosen.
-    chosen = MomentMatchingSelector(n_select=30, sketch_size=16, random_state=0).fit(G, y).select()
+    chosen = MomentMatchingSelector(n_select=30, sketch_size=16, strategy=strategy,
+                                    random_state=0).fit(G, y).select()
     sketch = random_projection(G, 16, random_state=0)
     assert chosen.size == 30 and not np.isin(longest(sketch, 30), chosen).any()
     # Without class labels, or selecting across classes, "auto" leaves nothing out.
-    for selector in (MomentMatchingSelector(n_select=30, sketch_size=16).fit(G),
-                     MomentMatchingSelector(n_select=30, sketch_size=16,
+    for selector in (MomentMatchingSelector(n_select=30, sketch_size=16,
+                                            strategy=strategy).fit(G),
+                     MomentMatchingSelector(n_select=30, sketch_size=16, strategy=strategy,
                                             class_balance=None).fit(G, y)):
         assert selector.n_hard_cut_ == 0
 
 
-def test_hard_cutoff_is_decided_per_class_and_streamed_as_in_memory():
+@pytest.mark.parametrize("strategy", ["thinning", "moments"])
+def test_hard_cutoff_is_decided_per_class_and_streamed_as_in_memory(strategy):
     G = gradients(18, n=300, d=12)
     y = np.repeat([0, 1], [200, 100])
-    selector = MomentMatchingSelector(n_select=30, random_state=0).fit(G, y)
+    selector = MomentMatchingSelector(n_select=30, strategy=strategy, random_state=0).fit(G, y)
     assert selector.class_quotas_.tolist() == [20, 10]
     assert selector.n_hard_cut_ == [20, 10]
     chosen = selector.select()
@@ -575,21 +617,24 @@ def test_hard_cutoff_is_decided_per_class_and_streamed_as_in_memory():
     def source():
         return ((G[i : i + 64], y[i : i + 64]) for i in range(0, 300, 64))
 
-    assert_array_equal(MomentMatchingSelector(n_select=30, random_state=0).fit(source).select(),
-                       chosen)
+    assert_array_equal(MomentMatchingSelector(n_select=30, strategy=strategy,
+                                              random_state=0).fit(source).select(), chosen)
 
 
-def test_every_row_asked_for_is_every_row():
+@pytest.mark.parametrize("strategy", ["thinning", "moments"])
+def test_every_row_asked_for_is_every_row(strategy):
     G = gradients(9, n=40, d=10)
-    selector = MomentMatchingSelector(n_select=40, sketch_size=4).fit(G)
+    selector = MomentMatchingSelector(n_select=40, sketch_size=4, strategy=strategy).fit(G)
     assert_array_equal(selector.select(), np.arange(40))
-    assert_allclose(selector.scores_, 1.0)
+    if strategy == "moments":
+        assert_allclose(selector.scores_, 1.0)
 
 
 @pytest.mark.parametrize(
     "params, match",
     [({"moment_coef": 0}, "moment_coef"), ({"moment_coef": 1.5}, "moment_coef"),
      ({"rounding": "round"}, "rounding"), ({"projection": "fd"}, "projection"),
+     ({"strategy": "maxvol"}, "strategy"),
      ({"fallback": "top"}, "fallback"), ({"hard_cutoff": 1.0}, "hard_cutoff"),
      ({"hard_cutoff": -0.1}, "hard_cutoff"), ({"hard_cutoff": "hard"}, "hard_cutoff"),
      ({"sketch_size": 0}, "sketch_size"), ({"tol": -1.0}, "tol"), ({"max_iter": -1}, "max_iter")],

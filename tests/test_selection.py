@@ -50,30 +50,37 @@ def test_budget_as_count_or_fraction():
         resolve_n_select(11, 10)
 
 
+# FastMaxVol's default (thinning, seeded) and the published rule (maxvol, deterministic).
+CHOICES = {"thinning": {"random_state": 0}, "maxvol": {"strategy": "maxvol"}}
+by_choice = pytest.mark.parametrize("choice", list(CHOICES))
+
+
 def low_rank(n=600, d=30, rank=6, seed=0):
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, rank)) @ rng.standard_normal((rank, d))
 
 
-def test_selection_readers_agree():
+@by_choice
+def test_selection_readers_agree(choice):
     X = low_rank()
-    selector = FastMaxVol(n_select=0.05).fit(X)
+    selector = FastMaxVol(n_select=0.05, **CHOICES[choice]).fit(X)
     chosen = selector.select()
     assert chosen.dtype == np.int64 and chosen.size == 30
     assert np.all(np.diff(chosen) > 0)
     assert_array_equal(selector.get_support(indices=True), chosen)
     mask = selector.get_support()
     assert mask.shape == (600,) and mask.sum() == 30 and np.all(mask[chosen])
-    assert_array_equal(FastMaxVol(n_select=0.05).fit_select(X), chosen)
+    assert_array_equal(FastMaxVol(n_select=0.05, **CHOICES[choice]).fit_select(X), chosen)
     y = np.arange(600)  # row numbers, not classes: nothing to balance
-    X_res, y_res = FastMaxVol(n_select=0.05, class_balance=None).fit_resample(X, y)
+    X_res, y_res = FastMaxVol(n_select=0.05, class_balance=None,
+                              **CHOICES[choice]).fit_resample(X, y)
     assert_array_equal(X_res, X[chosen])
     assert_array_equal(y_res, chosen)
 
 
 def test_rank_many_rows_span_a_low_rank_matrix():
     X = low_rank(rank=6)
-    selector = FastMaxVol(n_select=6, row_norms=None, hard_cutoff=0.0).fit(X)
+    selector = FastMaxVol(n_select=6, strategy="maxvol", row_norms=None, hard_cutoff=0.0).fit(X)
     assert selector.rank_ == 6
     assert_allclose(selector.coefficients_ @ X[selector.pivots_], X, atol=1e-8)
     assert np.abs(selector.coefficients_).max() <= 1.05 + 1e-9
@@ -81,41 +88,45 @@ def test_rank_many_rows_span_a_low_rank_matrix():
 
 def test_features_used_as_they_are_give_the_maxvol_rows():
     X = np.random.default_rng(1).standard_normal((400, 8))
-    selector = FastMaxVol(n_select=8, row_norms=None, hard_cutoff=0.0).fit(X)
+    selector = FastMaxVol(n_select=8, strategy="maxvol", row_norms=None, hard_cutoff=0.0).fit(X)
     assert_array_equal(selector.pivots_, maxvol(X)[0])
 
 
 @given(st.integers(0, 2**31 - 1))
 def test_volume_within_the_dominance_factor_of_brute_force(seed):
     X = np.random.default_rng(seed).standard_normal((9, 2))
-    selector = FastMaxVol(n_select=2, row_norms=None, hard_cutoff=0.0).fit(X)
+    selector = FastMaxVol(n_select=2, strategy="maxvol", row_norms=None, hard_cutoff=0.0).fit(X)
     best = max(np.linalg.slogdet(X[list(rows)])[1] for rows in itertools.combinations(range(9), 2))
     assert selector.volume_ >= best - 2 * np.log(1.05 * np.sqrt(2)) - 1e-9
 
 
 def test_budget_above_the_rank_is_met_with_distinct_rows():
     X = low_rank(rank=4)
-    selector = FastMaxVol(n_select=25, rank=4).fit(X)
+    selector = FastMaxVol(n_select=25, strategy="maxvol", rank=4).fit(X)
     assert selector.select().size == 25 == np.unique(selector.pivots_).size
     assert selector.coefficients_.shape == (600, 25)
-    # A rank-deficient X with a budget above its rank is still met.
-    assert FastMaxVol(n_select=12).fit(X).select().size == 12
+    # A rank-deficient X with a budget above its rank is still met, by either rule.
+    for params in CHOICES.values():
+        assert FastMaxVol(n_select=12, **params).fit(X).select().size == 12
+        thinned = FastMaxVol(n_select=25, rank=4, **params).fit(X)
+        assert thinned.select().size == 25 == np.unique(thinned.pivots_).size
 
 
 def test_larger_budgets_do_not_lose_volume_in_the_leading_rows():
     X = np.random.default_rng(2).standard_normal((500, 10))
-    small = FastMaxVol(n_select=10, rank=10).fit(X)
-    large = FastMaxVol(n_select=40, rank=10).fit(X)
+    small = FastMaxVol(n_select=10, strategy="maxvol", rank=10).fit(X)
+    large = FastMaxVol(n_select=40, strategy="maxvol", rank=10).fit(X)
     assert large.volume_ >= small.volume_ - 1e-9
     assert set(small.pivots_.tolist()) <= set(large.pivots_.tolist())
 
 
+@by_choice
 @pytest.mark.parametrize("mode", ["equal", "proportional"])
-def test_class_balance_takes_each_class_quota(mode):
+def test_class_balance_takes_each_class_quota(mode, choice):
     rng = np.random.default_rng(3)
     y = np.repeat(["a", "b", "c"], [300, 50, 8])
     X = rng.standard_normal((y.size, 12))
-    selector = FastMaxVol(n_select=60, class_balance=mode).fit(X, y)
+    selector = FastMaxVol(n_select=60, class_balance=mode, **CHOICES[choice]).fit(X, y)
     chosen_labels = y[selector.select()]
     counts = [int(np.sum(chosen_labels == c)) for c in ["a", "b", "c"]]
     assert counts == selector.class_quotas_.tolist()
@@ -140,7 +151,8 @@ def test_class_balance_needs_class_labels():
     "params, match",
     [({"n_select": 0}, "n_select"), ({"n_select": 1.5}, "n_select"), ({"rank": 0}, "rank"),
      ({"tol": 0.9}, "tol"), ({"class_balance": "max"}, "class_balance"),
-     ({"hard_cutoff": 1.0}, "hard_cutoff"), ({"row_norms": "max"}, "row_norms")],
+     ({"hard_cutoff": 1.0}, "hard_cutoff"), ({"row_norms": "max"}, "row_norms"),
+     ({"strategy": "moments"}, "strategy")],
 )
 def test_invalid_parameters_name_the_parameter(params, match):
     with pytest.raises(InvalidParameterError, match=match):
@@ -156,20 +168,22 @@ def test_bad_input_is_rejected_with_the_rows():
         FastMaxVol(n_select=30).fit(np.ones((20, 3)))
 
 
-def test_same_input_same_selection_and_input_untouched():
+@by_choice
+def test_same_input_same_selection_and_input_untouched(choice):
     X = low_rank(seed=6)
     copy = X.copy()
-    first = FastMaxVol(n_select=0.1).fit_select(X)
-    assert_array_equal(FastMaxVol(n_select=0.1).fit_select(X), first)
+    first = FastMaxVol(n_select=0.1, **CHOICES[choice]).fit_select(X)
+    assert_array_equal(FastMaxVol(n_select=0.1, **CHOICES[choice]).fit_select(X), first)
     assert_array_equal(X, copy)
 
 
+@by_choice
 @pytest.mark.parametrize("convert", [torch.from_numpy, array_api_strict.asarray])
-def test_other_namespaces_select_the_same_rows(convert):
+def test_other_namespaces_select_the_same_rows(convert, choice):
     X = low_rank(seed=7)
-    expected = FastMaxVol(n_select=20, rank=6).fit_select(X)
+    expected = FastMaxVol(n_select=20, rank=6, **CHOICES[choice]).fit_select(X)
     with sketchsel.config_context(backend="array_api"):
-        got = FastMaxVol(n_select=20, rank=6).fit_select(convert(X))
+        got = FastMaxVol(n_select=20, rank=6, **CHOICES[choice]).fit_select(convert(X))
     assert_array_equal(got, expected)
 
 
@@ -210,7 +224,8 @@ def oracle_residual(X, G, rank):
 @pytest.mark.parametrize("eps", [0.5, 0.05])
 def test_dynamic_rank_is_the_smallest_rank_within_eps(eps):
     X, G = graft_problem()
-    selector = FastMaxVol(n_select=12, rank="auto", eps=eps, row_norms=None, hard_cutoff=0.0).fit(X, gradients=G)
+    selector = FastMaxVol(n_select=12, strategy="maxvol", rank="auto", eps=eps, row_norms=None,
+                          hard_cutoff=0.0).fit(X, gradients=G)
     tried = selector.residuals_
     assert sorted(tried) == list(range(1, selector.rank_ + 1))
     assert selector.residual_ <= eps
@@ -225,7 +240,8 @@ def test_dynamic_rank_is_the_smallest_rank_within_eps(eps):
 def test_min_residual_rule_samples_candidates_reproducibly():
     X, G = graft_problem(seed=1)
     fit = lambda: FastMaxVol(  # noqa: E731
-        n_select=20, rank="auto", rank_rule="min_residual", n_rank_candidates=4, random_state=3
+        n_select=20, strategy="maxvol", rank="auto", rank_rule="min_residual",
+        n_rank_candidates=4, random_state=3,
     ).fit(X, gradients=G)
     first, second = fit(), fit()
     assert len(first.residuals_) == 4
@@ -235,9 +251,10 @@ def test_min_residual_rule_samples_candidates_reproducibly():
     assert_array_equal(first.select(), second.select())
 
 
-def test_sample_weights_reproduce_the_mean_gradient():
+@by_choice
+def test_sample_weights_reproduce_the_mean_gradient(choice):
     X, G = graft_problem(seed=2)
-    selector = FastMaxVol(n_select=10).fit(X, gradients=G)
+    selector = FastMaxVol(n_select=10, **CHOICES[choice]).fit(X, gradients=G)
     chosen = selector.select()
     assert selector.sample_weight_.shape == chosen.shape
     assert selector.residual_ < 1e-8
@@ -247,23 +264,30 @@ def test_sample_weights_reproduce_the_mean_gradient():
 def test_dynamic_rank_needs_matching_gradients():
     X, G = graft_problem()
     with pytest.raises(ValueError, match="pass fit\\(X, y, gradients=G\\)"):
-        FastMaxVol(rank="auto").fit(X)
+        FastMaxVol(strategy="maxvol", rank="auto").fit(X)
     with pytest.raises(ValueError, match="gradients has 159 rows but X has 160"):
-        FastMaxVol(rank="auto").fit(X, gradients=G[:-1])
+        FastMaxVol(strategy="maxvol", rank="auto").fit(X, gradients=G[:-1])
     with pytest.raises(ValueError, match=r"gradients contains NaN or infinity"):
         bad = G.copy()
         bad[0, 0] = np.inf
-        FastMaxVol(rank="auto").fit(X, gradients=bad)
+        FastMaxVol(strategy="maxvol", rank="auto").fit(X, gradients=bad)
+    # GRAFT's rank is maxvol's: the default (thinning) refuses it, with or without gradients.
+    for gradients in (None, G):
+        with pytest.raises(ValueError, match='rank="auto" is GRAFT\'s rank for maxvol: pass '
+                                             'strategy="maxvol"'):
+            FastMaxVol(rank="auto").fit(X, gradients=gradients)
 
 
 # ------------------------------------------------------------ sources of batches
 
 
-def test_a_source_of_batches_selects_what_the_array_does():
+@by_choice
+def test_a_source_of_batches_selects_what_the_array_does(choice):
     rng = np.random.default_rng(9)
     X = low_rank(n=900, d=40, rank=5, seed=9) + 0.01 * rng.standard_normal((900, 40))
     y = rng.integers(0, 3, 900)
-    expected = FastMaxVol(n_select=0.02).fit(X, y)
+    params = CHOICES[choice]
+    expected = FastMaxVol(n_select=0.02, **params).fit(X, y)
 
     def source():
         return ((X[i : i + 100], y[i : i + 100]) for i in range(0, 900, 100))
@@ -272,20 +296,22 @@ def test_a_source_of_batches_selects_what_the_array_does():
     for n_select, rank in [(0.02, None), (18, None), (30, 6), (12, 30), (0.02, 30), (60, None),
                            (50, 45)]:
         for balance in ("auto", None):  # by class (the labels of the batches), and not
-            in_memory = FastMaxVol(n_select=n_select, rank=rank, class_balance=balance)
-            streamed = FastMaxVol(n_select=n_select, rank=rank, class_balance=balance)
+            in_memory = FastMaxVol(n_select=n_select, rank=rank, class_balance=balance, **params)
+            streamed = FastMaxVol(n_select=n_select, rank=rank, class_balance=balance, **params)
             assert_array_equal(streamed.fit(source).select(), in_memory.fit(X, y).select())
             assert streamed.n_features_in_ == 40
-    assert FastMaxVol(n_select=0.02).fit(source).sampling_strategy_ == expected.sampling_strategy_
+    streamed = FastMaxVol(n_select=0.02, **params).fit(source)
+    assert streamed.sampling_strategy_ == expected.sampling_strategy_
 
 
-def test_a_torch_dataloader_is_a_source():
+@by_choice
+def test_a_torch_dataloader_is_a_source(choice):
     from torch.utils.data import DataLoader, TensorDataset
 
     X = low_rank(n=300, d=20, rank=4, seed=10)
     loader = DataLoader(TensorDataset(torch.from_numpy(X), torch.zeros(300)), batch_size=64)
-    expected = FastMaxVol(n_select=4).fit_select(X)
-    assert_array_equal(FastMaxVol(n_select=4).fit(loader).select(), expected)
+    expected = FastMaxVol(n_select=4, **CHOICES[choice]).fit_select(X)
+    assert_array_equal(FastMaxVol(n_select=4, **CHOICES[choice]).fit(loader).select(), expected)
 
 
 def test_sources_that_cannot_work_are_refused_clearly():
@@ -332,11 +358,19 @@ def test_a_source_whose_passes_differ_is_refused_clearly():
 # Each selector with each pass it reads a labelled source in.
 @pytest.mark.parametrize(
     "make, pass_that_fails",
-    [(lambda: sketchsel.AgreementSelector(n_select=0.1, sketch_size=8), n) for n in (1, 2)]
+    [(lambda: sketchsel.AgreementSelector(n_select=0.1, sketch_size=8, random_state=0), n)
+     for n in (1, 2)]
+    + [(lambda: sketchsel.AgreementSelector(n_select=0.1, sketch_size=8, strategy="diverse"), n)
+       for n in (1, 2)]
     + [(lambda: sketchsel.MomentMatchingSelector(n_select=0.1, sketch_size=8,
                                                   random_state=0), 1)]
-    + [(lambda: FastMaxVol(n_select=0.1), n) for n in (1, 2, 3)],
-    ids=["agreement-1", "agreement-2", "moment-1", "maxvol-1", "maxvol-2", "maxvol-3"],
+    + [(lambda: sketchsel.MomentMatchingSelector(n_select=0.1, sketch_size=8,
+                                                  strategy="moments", random_state=0), 1)]
+    + [(lambda: FastMaxVol(n_select=0.1, random_state=0), n) for n in (1, 2, 3)]
+    + [(lambda: FastMaxVol(n_select=0.1, strategy="maxvol"), n) for n in (1, 2, 3)],
+    ids=["agreement-1", "agreement-2", "agreement_diverse-1", "agreement_diverse-2", "moment-1",
+         "moment_moments-1", "fast_maxvol-1", "fast_maxvol-2", "fast_maxvol-3", "maxvol-1",
+         "maxvol-2", "maxvol-3"],
 )
 def test_a_fit_that_fails_leaves_the_selector_unfitted(make, pass_that_fails):
     from sklearn.exceptions import NotFittedError
@@ -365,12 +399,18 @@ def test_a_fit_that_fails_leaves_the_selector_unfitted(make, pass_that_fails):
 @pytest.mark.parametrize(
     "make",
     [
-        lambda **kw: sketchsel.AgreementSelector(n_select=40, sketch_size=16, **kw),
+        lambda **kw: sketchsel.AgreementSelector(n_select=40, sketch_size=16, random_state=0,
+                                                 **kw),
+        lambda **kw: sketchsel.AgreementSelector(n_select=40, sketch_size=16,
+                                                 strategy="diverse", **kw),
         lambda **kw: sketchsel.MomentMatchingSelector(n_select=40, sketch_size=16,
                                                       random_state=0, **kw),
-        lambda **kw: FastMaxVol(n_select=40, **kw),
+        lambda **kw: sketchsel.MomentMatchingSelector(n_select=40, sketch_size=16,
+                                                      strategy="moments", random_state=0, **kw),
+        lambda **kw: FastMaxVol(n_select=40, random_state=0, **kw),
+        lambda **kw: FastMaxVol(n_select=40, strategy="maxvol", **kw),
     ],
-    ids=["agreement", "moment", "maxvol"],
+    ids=["agreement", "agreement_diverse", "moment", "moment_moments", "fast_maxvol", "maxvol"],
 )
 def test_auto_class_balance_is_proportional_with_class_labels_and_none_without(make):
     rng = np.random.default_rng(30)
@@ -397,37 +437,41 @@ def test_row_norms_cap_the_long_rows_at_the_median_or_scale_every_row_to_unit_no
     median = np.median(norms[norms > 0])
     capped = X * np.minimum(1.0, median / np.maximum(norms, 1e-300))[:, None]
     units = X / np.maximum(norms, 1e-300)[:, None]
-    raw = FastMaxVol(n_select=12, row_norms=None, hard_cutoff=0.0).fit(X)
+    raw = FastMaxVol(n_select=12, strategy="maxvol", row_norms=None, hard_cutoff=0.0).fit(X)
     assert set(range(5)) <= set(raw.select().tolist()) and raw.norm_cap_ is None
-    default = FastMaxVol(n_select=12, row_norms="median", hard_cutoff=0.0).fit(X)
+    default = FastMaxVol(n_select=12, strategy="maxvol", row_norms="median", hard_cutoff=0.0).fit(X)
     assert default.norm_cap_ == pytest.approx(median, rel=1e-12)
     assert not set(range(5)) <= set(default.select().tolist())
-    assert_array_equal(default.select(), FastMaxVol(n_select=12, row_norms=None, hard_cutoff=0.0).fit(capped).select())
-    scaled = FastMaxVol(n_select=12, row_norms="unit", hard_cutoff=0.0).fit(X)
-    assert_array_equal(scaled.select(), FastMaxVol(n_select=12, row_norms=None, hard_cutoff=0.0).fit(units).select())
+    assert_array_equal(default.select(), FastMaxVol(n_select=12, strategy="maxvol", row_norms=None, hard_cutoff=0.0).fit(capped).select())
+    scaled = FastMaxVol(n_select=12, strategy="maxvol", row_norms="unit", hard_cutoff=0.0).fit(X)
+    assert_array_equal(scaled.select(), FastMaxVol(n_select=12, strategy="maxvol", row_norms=None, hard_cutoff=0.0).fit(units).select())
     assert_allclose(scaled.coefficients_ @ units[scaled.pivots_], units @ np.eye(12), atol=1e-8)
     assert_array_equal(X, given)  # the rows given are not changed
     # Gradients stay as given.
     G = rng.standard_normal((500, 3))
-    weighted = FastMaxVol(n_select=12, hard_cutoff=0.0).fit(X, gradients=G)
+    weighted = FastMaxVol(n_select=12, strategy="maxvol", hard_cutoff=0.0).fit(X, gradients=G)
     chosen = weighted.select()
     target = G.mean(axis=0)
     assert_allclose(G[chosen].T @ weighted.sample_weight_,
                     G[chosen].T @ np.linalg.lstsq(G[chosen].T, target, rcond=None)[0])
     # Every row zero: nothing to cap.
-    assert FastMaxVol(n_select=3).fit(np.zeros((20, 4))).norm_cap_ is None
+    assert FastMaxVol(n_select=3, strategy="maxvol").fit(np.zeros((20, 4))).norm_cap_ is None
 
 
+@by_choice
 @given(st.integers(1, 80), st.data())
-def test_row_norms_auto_caps_below_a_fifth_of_the_rows_and_uses_them_as_given_from_there(n, data):
+def test_row_norms_auto_caps_below_a_fifth_of_the_rows_and_uses_them_as_given_from_there(
+        choice, n, data):
     n_select = data.draw(st.integers(1, n))
     X = np.random.default_rng(n).standard_normal((n, 4)) * np.geomspace(0.1, 10, n)[:, None]
-    auto = FastMaxVol(n_select=n_select).fit(X)
+    params = CHOICES[choice]
+    auto = FastMaxVol(n_select=n_select, **params).fit(X)
     resolved = "median" if 5 * n_select < n else None
     assert auto.row_norms_ == resolved
-    explicit = FastMaxVol(n_select=n_select, row_norms=resolved).fit(X)
+    explicit = FastMaxVol(n_select=n_select, row_norms=resolved, **params).fit(X)
     # The cap is the median row length, whichever budget decides to use it.
-    assert auto.norm_cap_ == FastMaxVol(n_select=n_select, row_norms="median").fit(X).norm_cap_
+    assert auto.norm_cap_ == FastMaxVol(n_select=n_select, row_norms="median",
+                                        **params).fit(X).norm_cap_
     assert_array_equal(auto.select(), explicit.select())
 
 
@@ -436,28 +480,33 @@ def test_row_norms_auto_takes_the_longest_rows_only_from_a_fifth_of_the_rows():
     X = rng.standard_normal((500, 12)) * rng.uniform(0.5, 2.0, (500, 1))
     X[:5] *= 100.0
     for n_select in (100, 0.5):
-        assert set(range(5)) <= set(FastMaxVol(n_select=n_select).fit(X).select().tolist())
+        chosen = FastMaxVol(n_select=n_select, strategy="maxvol").fit(X).select()
+        assert set(range(5)) <= set(chosen.tolist())
 
 
+@by_choice
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.integers(10, 80), st.floats(0, 0.95), st.data())
-def test_hard_cutoff_leaves_out_the_longest_rows_brute_force(seed, n, fraction, data):
-    """The cut rows are zero rows to the selection: chosen only when the others run out."""
+def test_hard_cutoff_leaves_out_the_longest_rows_brute_force(choice, seed, n, fraction, data):
+    """The cut rows are zero rows to maxvol: chosen only when the others run out; thinning
+    chooses among the others only."""
     rng = np.random.default_rng(seed)
     n_select = data.draw(st.integers(1, n))
     # Lengths at least 1.4% apart: no two rows tie for the cut.
     X = rng.standard_normal((n, 6))
     X *= (rng.permutation(np.geomspace(0.1, 5.0, n)) / np.linalg.norm(X, axis=1))[:, None]
     copy = X.copy()
-    selector = FastMaxVol(n_select=n_select, row_norms=None, hard_cutoff=fraction).fit(X)
+    params = dict(n_select=n_select, row_norms=None, **CHOICES[choice])
+    selector = FastMaxVol(hard_cutoff=fraction, **params).fit(X)
     assert_array_equal(X, copy)
     n_cut = min(int(fraction * n), n - n_select)
     assert selector.n_hard_cut_ == n_cut
     cut = np.argsort(np.linalg.norm(X, axis=1))[n - n_cut:]
-    zeroed = X.copy()
-    zeroed[cut] = 0.0
-    expected = FastMaxVol(n_select=n_select, row_norms=None, hard_cutoff=0.0).fit(zeroed)
-    assert_array_equal(selector.select(), expected.select())
+    if choice == "maxvol":
+        zeroed = X.copy()
+        zeroed[cut] = 0.0
+        expected = FastMaxVol(hard_cutoff=0.0, **params).fit(zeroed)
+        assert_array_equal(selector.select(), expected.select())
     # n - n_cut >= n_select rows kept, none of them zero: no cut row is needed.
     assert not np.isin(cut, selector.select()).any()
 
@@ -467,29 +516,33 @@ def test_hard_cutoff_auto_leaves_out_a_tenth_below_a_fifth_with_or_without_label
     X = rng.standard_normal((300, 20)) * rng.uniform(0.2, 3.0, (300, 1))
     y = np.repeat([0, 1, 2], [150, 100, 50])
     lengths = np.linalg.norm(X, axis=1)
-    for n_select, n_cut in ((30, 30), (59, 30), (60, 0), (0.5, 0)):
-        selector = FastMaxVol(n_select=n_select).fit(X)
+    for (n_select, n_cut), params in itertools.product(((30, 30), (59, 30), (60, 0), (0.5, 0)),
+                                                       CHOICES.values()):
+        selector = FastMaxVol(n_select=n_select, **params).fit(X)
         assert selector.n_hard_cut_ == n_cut
         assert not np.isin(np.argsort(lengths)[300 - n_cut:], selector.select()).any()
     # By class: each class's own tenth, decided on its quota.
-    balanced = FastMaxVol(n_select=30, class_balance="proportional").fit(X, y)
-    assert balanced.class_quotas_.tolist() == [15, 10, 5]
-    assert balanced.n_hard_cut_ == [15, 10, 5]
-    for label in range(3):
-        rows = np.flatnonzero(y == label)
-        longest = rows[np.argsort(lengths[rows])[-rows.size // 10:]]
-        assert not np.isin(longest, balanced.select()).any()
-    equal = FastMaxVol(n_select=30, class_balance="equal").fit(X, y)
-    assert equal.n_hard_cut_ == [15, 10, 0]  # a quota of 10 of 50 is a fifth
+    for params in CHOICES.values():
+        balanced = FastMaxVol(n_select=30, class_balance="proportional", **params).fit(X, y)
+        assert balanced.class_quotas_.tolist() == [15, 10, 5]
+        assert balanced.n_hard_cut_ == [15, 10, 5]
+        for label in range(3):
+            rows = np.flatnonzero(y == label)
+            longest = rows[np.argsort(lengths[rows])[-rows.size // 10:]]
+            assert not np.isin(longest, balanced.select()).any()
+        equal = FastMaxVol(n_select=30, class_balance="equal", **params).fit(X, y)
+        assert equal.n_hard_cut_ == [15, 10, 0]  # a quota of 10 of 50 is a fifth
 
 
-def test_row_norms_from_a_source_of_batches_equal_the_in_memory_choice():
+@by_choice
+def test_row_norms_from_a_source_of_batches_equal_the_in_memory_choice(choice):
     rng = np.random.default_rng(32)
     X = rng.standard_normal((400, 30)) * rng.uniform(0.1, 10, (400, 1))
     for row_norms, hard_cutoff in itertools.product(("auto", "median", "unit", None),
                                                     ("auto", 0.0, 0.3)):
         for n_select in (20, 0.1, 0.5, 80):
-            params = dict(n_select=n_select, row_norms=row_norms, hard_cutoff=hard_cutoff)
+            params = dict(n_select=n_select, row_norms=row_norms, hard_cutoff=hard_cutoff,
+                          **CHOICES[choice])
             in_memory = FastMaxVol(**params).fit(X)
             streamed = FastMaxVol(**params).fit(lambda: iter(np.array_split(X, 6)))
             assert streamed.row_norms_ == in_memory.row_norms_
@@ -506,8 +559,10 @@ def test_proportional_quotas_break_equal_remainders_towards_the_first_classes():
     assert class_quotas([20, 80, 200], 40, "proportional").tolist() == [3, 11, 26]
 
 
+@by_choice
 @pytest.mark.parametrize("class_balance", ["auto", "proportional", "equal"])
-def test_class_balance_from_a_source_of_batches_equals_the_in_memory_choice(class_balance):
+def test_class_balance_from_a_source_of_batches_equals_the_in_memory_choice(class_balance,
+                                                                           choice):
     rng = np.random.default_rng(33)
     X = rng.standard_normal((400, 30)) * rng.uniform(0.1, 10, (400, 1))
     sorted_y = np.repeat([0, 1, 2], [250, 120, 30])
@@ -519,7 +574,7 @@ def test_class_balance_from_a_source_of_batches_equals_the_in_memory_choice(clas
             (2, 20, 0.1, 0.5), (None, 4), ("auto", None), ("auto", 0.0),
             (rng.permutation(sorted_y), sorted_y)):
         params = dict(n_select=n_select, rank=rank, row_norms=row_norms,
-                      hard_cutoff=hard_cutoff, class_balance=class_balance)
+                      hard_cutoff=hard_cutoff, class_balance=class_balance, **CHOICES[choice])
         in_memory = FastMaxVol(**params).fit(X, y)
         streamed = FastMaxVol(**params).fit(
             lambda: ((X[i : i + 70], y[i : i + 70]) for i in range(0, 400, 70)))
@@ -546,11 +601,13 @@ def test_a_source_is_read_in_three_passes_or_two_when_nothing_needs_the_first():
         assert len(passes) == expected, params
 
 
-def test_auto_balancing_of_maxvol_from_an_unlabelled_source_is_none():
+@by_choice
+def test_auto_balancing_of_maxvol_from_an_unlabelled_source_is_none(choice):
     X = np.random.default_rng(33).standard_normal((200, 10))
-    unlabelled = FastMaxVol(n_select=20).fit(lambda: iter(np.array_split(X, 4)))
+    params = CHOICES[choice]
+    unlabelled = FastMaxVol(n_select=20, **params).fit(lambda: iter(np.array_split(X, 4)))
     assert unlabelled.class_balance_ is None
-    assert_array_equal(unlabelled.select(), FastMaxVol(n_select=20).fit(X).select())
+    assert_array_equal(unlabelled.select(), FastMaxVol(n_select=20, **params).fit(X).select())
     y = np.arange(200) % 2
     with pytest.raises(ValueError, match="Some batches yielded labels"):
         sketchsel.MomentMatchingSelector(n_select=20, sketch_size=4).fit(

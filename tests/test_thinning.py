@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
 from sklearn.linear_model import LogisticRegression
 
-from sketchsel import AgreementSelector, FastMaxVol
+from sketchsel import AgreementSelector, FastMaxVol, MomentMatchingSelector
 from sketchsel.selection._thinning import group_bounds, group_thinning
 
 
@@ -89,7 +89,8 @@ def test_mislabelled_rows_are_not_over_selected(seed):
                                 random_state=seed).fit(G, y).select()
     assert wrong[thinned].mean() <= wrong.mean() + 0.05
     # The planted rows are what volume picks: the test data have teeth.
-    assert wrong[FastMaxVol(0.1, row_norms=None, hard_cutoff=0.0).fit(G, y).select()].mean() > 0.5
+    volume = FastMaxVol(0.1, strategy="maxvol", row_norms=None, hard_cutoff=0.0).fit(G, y)
+    assert wrong[volume.select()].mean() > 0.5
 
 
 @pytest.mark.parametrize("class_balance", [None, "equal", "proportional"])
@@ -145,3 +146,21 @@ def test_thinning_chooses_on_torch_tensors_what_it_chooses_on_numpy():
     params = dict(n_select=0.1, strategy="thinning", random_state=0)
     on_torch = AgreementSelector(**params).fit(torch.from_numpy(G), y)
     assert_array_equal(on_torch.select(), AgreementSelector(**params).fit(G, y).select())
+
+
+def test_thinning_is_every_selector_default_and_walks_its_representation():
+    assert {cls().strategy for cls in (AgreementSelector, FastMaxVol, MomentMatchingSelector)} \
+        == {"thinning"}
+    G = noisy_gradients(7, n=500)[0]
+    # Moment matching thins its seeded sketch of the rows.
+    moment = MomentMatchingSelector(40, sketch_size=16, hard_cutoff=0.0, class_balance=None,
+                                    random_state=0).fit(G)
+    expected = group_thinning(np, moment.project(G), 40, np.random.RandomState(0))
+    assert_array_equal(moment.select(), np.sort(expected))
+    # FastMaxVol thins the rows as given when they are no wider than the budget.
+    X = G[:, :8]
+    maxvol = FastMaxVol(40, row_norms=None, hard_cutoff=0.0, class_balance=None,
+                        random_state=0).fit(X)
+    assert not hasattr(maxvol, "coefficients_")
+    assert_array_equal(maxvol.select(),
+                       np.sort(group_thinning(np, X, 40, np.random.RandomState(0))))

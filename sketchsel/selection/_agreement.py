@@ -18,7 +18,6 @@ from ._docs import shared_docs
 from ._policy import class_labels, resolve_class_balance
 from ._sources import check_rows, iter_batches, labels_of_every_batch, sketch_source
 from ._strata import stratified_sample
-from ._thinning import group_thinning
 
 
 @shared_docs
@@ -35,8 +34,12 @@ class AgreementSelector(BaseSelector):
     of the plan (see :mod:`sketchsel.selection._policy`).
 
     The paper keeps the highest scores (``strategy="top"``), the most typical
-    examples; the default covers the gradients' directions instead (``fallback``
-    for large budgets). Measurements: ``docs/guide.md``, ``benchmarks/results/bench_quality.md``.
+    examples. On held-out data that rule, like every rule that prefers some
+    scores or long gradients, lost to random subsets, and with wrong labels
+    by far; the default therefore thins each class's projections instead
+    (``strategy="thinning"``: a subset whose mean follows the class's), which
+    the scores do not decide. Measurements: ``docs/guide.md``,
+    ``benchmarks/results/bench_quality.md``.
 
     Parameters
     ----------
@@ -49,9 +52,14 @@ class AgreementSelector(BaseSelector):
         :func:`~sketchsel.linalg.random_projection` (entries
         ``N(0, 1/sketch_size)``), the paper's ablation, which needs no
         sketching pass.
-    strategy : {"diverse", "top", "stratified", "proportional", "thinning"}, default="diverse"
-        How a group's rows are chosen from the scores:
+    strategy : {"thinning", "diverse", "top", "stratified", "proportional"}, default="thinning"
+        How a group's rows are chosen:
 
+        - "thinning": from each of ``quota`` random groups of rows, the one
+          that keeps the subset's mean of projections on the data's (group
+          thinning, :func:`~sketchsel.selection._thinning.group_thinning`);
+          the scores are computed but do not decide. O(n_samples *
+          sketch_size), one pass.
         - "diverse": greedily, by score minus ``diversity`` times the largest
           cosine with a row already chosen; O(n_select * n_samples *
           sketch_size) time, so for millions of rows prefer "stratified".
@@ -63,9 +71,6 @@ class AgreementSelector(BaseSelector):
         - "proportional": draw rows without replacement with probability
           proportional to ``(1 + score) / 2``, or ``(1 - score) / 2`` for
           hard rows (see ``prefer``).
-        - "thinning": from each of ``quota`` random groups of rows, the one
-          that keeps the subset's mean of projections on the data's (group
-          thinning, :func:`~sketchsel.selection._thinning.group_thinning`).
     prefer : {"auto", "easy", "hard"}, default="auto"
         Which end of the scores is preferred: "easy" the examples agreeing
         with the consensus, "hard" those disagreeing with it. "auto" is
@@ -158,7 +163,7 @@ class AgreementSelector(BaseSelector):
     _budget_decides_fallback = True
 
     def __init__(
-        self, n_select=0.1, *, sketch_size=256, projection="fd", strategy="diverse",
+        self, n_select=0.1, *, sketch_size=256, projection="fd", strategy="thinning",
         prefer="auto", diversity=32.0, n_strata=10, prune=0.0, hard_cutoff="auto",
         fallback="maxvol", store_projections=True, class_balance="auto", random_state=None,
         backend=None,
@@ -329,10 +334,11 @@ class AgreementSelector(BaseSelector):
             units = unit_rows(xp, projections)
             scores = _agreement(xp, units)
         kept = group.kept
-        if self.strategy == "thinning" or group.falls_back:
+        if self.strategy == "thinning":
+            return self._thin(projections, group, rng), scores, {}
+        if group.falls_back:
             rows = xp.take(projections, xp.asarray(kept, device=device(projections)), axis=0)
-            picked = (group_thinning(xp, rows, group.quota, rng) if self.strategy == "thinning"
-                      else self._maxvol_fallback(rows, group.quota))
+            picked = self._maxvol_fallback(rows, group.quota)
         else:
             if units is not None and kept.size < group.rows.size:
                 units = xp.take(units, xp.asarray(kept, device=device(units)), axis=0)

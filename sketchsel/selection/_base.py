@@ -16,6 +16,7 @@ from .._config import BACKENDS
 from ..linalg._projection import seed_from
 from ._policy import as_labels, build_plan, check_label_count
 from ._sources import is_batch_source
+from ._thinning import group_thinning
 
 
 def resolve_n_select(n_select, n_samples):
@@ -319,6 +320,17 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
         """
         raise NotImplementedError
 
+    def _thin(self, rows, group, rng):
+        """Positions of the group's quota among its ``rows``: ``strategy="thinning"``.
+
+        Group thinning (:func:`~sketchsel.selection._thinning.group_thinning`)
+        of the rows the hard cutoff keeps, on the selector's representation
+        of them; every selector that takes ``strategy="thinning"`` chooses so.
+        """
+        xp = array_namespace(rows)
+        kept = xp.take(rows, xp.asarray(group.kept, device=device(rows)), axis=0)
+        return group.kept[group_thinning(xp, kept, group.quota, rng)]
+
     def _maxvol_fallback(self, rows, quota):
         """Positions of ``quota`` of ``rows`` chosen by FastMaxVol: ``fallback="maxvol"``.
 
@@ -328,7 +340,8 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
         """
         from ._fast_maxvol import FastMaxVol
 
-        selector = FastMaxVol(quota, hard_cutoff=0.0, class_balance=None, backend=self.backend)
+        selector = FastMaxVol(quota, strategy="maxvol", hard_cutoff=0.0, class_balance=None,
+                              backend=self.backend)
         return selector.fit(rows).sample_indices_
 
     def select(self):

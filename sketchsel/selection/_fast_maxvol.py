@@ -39,6 +39,13 @@ class FastMaxVol(BaseSelector):
     picks ``rank`` rows of (locally) maximal volume and, above ``rank``,
     :func:`~sketchsel.linalg.rect_maxvol` adds the rows represented worst.
 
+    On held-out data maxvol lost to random subsets, and with wrong labels by
+    far: the default therefore thins each class's representation instead
+    (``strategy="thinning"``: a subset whose mean follows the class's, the
+    choice :class:`AgreementSelector` makes by default), and maxvol
+    (``strategy="maxvol"``, GRAFT's rule, the one :class:`~sketchsel.torch.GraftSampler`
+    uses) is the documented option (measurements: ``docs/guide.md``).
+
     Long rows dominate the volume: on raw per-example gradients, the hardest
     and mislabelled examples. Below a fifth of a group's rows the defaults
     therefore cut its longest tenth (``hard_cutoff``) and cap the rows at the
@@ -49,6 +56,14 @@ class FastMaxVol(BaseSelector):
     Parameters
     ----------
     [[n_select]]
+    strategy : {"thinning", "maxvol"}, default="thinning"
+        How a group's rows are chosen from their ``rank``-dimensional
+        representation: "thinning", from each of ``quota`` random groups of
+        rows, the one that keeps the subset's mean on the data's (group
+        thinning, :func:`~sketchsel.selection._thinning.group_thinning`),
+        O(N rank), one pass; "maxvol", the rows of (locally) maximal volume,
+        filled up by rect_maxvol (GRAFT). ``tol``, ``max_iters`` and
+        ``rank="auto"`` are maxvol's.
     row_norms : {"auto", "median", "unit"} or None, default="auto"
         How the lengths of the rows of X count (``gradients`` are used as
         given). "median" scales every row longer than the median norm of the
@@ -81,7 +96,8 @@ class FastMaxVol(BaseSelector):
         Ranks drawn by "min_residual".
     [[class_balance]]
     random_state : int, RandomState instance or None, default=None
-        Seeds the candidate ranks of "min_residual"; nothing else is random.
+        Seeds the order in which "thinning" visits the rows and the
+        candidate ranks of "min_residual"; maxvol itself is deterministic.
     [[backend]]
 
     Attributes
@@ -98,7 +114,7 @@ class FastMaxVol(BaseSelector):
     volume_ : float
         Log-volume ``log sqrt(det(F_S^T F_S))`` of the chosen rows F_S.
     coefficients_ : array of shape (n_samples, n_chosen)
-        Coefficients of every row of the representation on the chosen rows,
+        With ``strategy="maxvol"``: coefficients of every row of the representation on the chosen rows,
         in the order the rows were chosen (see :func:`~sketchsel.linalg.maxvol`).
     pivots_ : ndarray of shape (n_chosen,), int64
         The chosen rows in the order they were chosen, the columns of
@@ -125,7 +141,8 @@ class FastMaxVol(BaseSelector):
     >>> from sketchsel import FastMaxVol
     >>> rng = np.random.default_rng(0)
     >>> X = rng.standard_normal((1000, 5)) @ rng.standard_normal((5, 40))
-    >>> selector = FastMaxVol(n_select=5, row_norms=None, hard_cutoff=0.0).fit(X)
+    >>> selector = FastMaxVol(n_select=5, strategy="maxvol", row_norms=None,
+    ...                       hard_cutoff=0.0).fit(X)
     >>> selector.select().shape
     (5,)
     >>> # every row of X is a combination of the 5 chosen rows
@@ -144,13 +161,14 @@ class FastMaxVol(BaseSelector):
 
     >>> G = rng.standard_normal((1000, 4))
     >>> G -= G.mean(axis=1, keepdims=True)
-    >>> graft = FastMaxVol(n_select=20, rank="auto").fit(X, gradients=G)
+    >>> graft = FastMaxVol(n_select=20, strategy="maxvol", rank="auto").fit(X, gradients=G)
     >>> graft.rank_, round(graft.residual_, 6)
     (3, 0.0)
     """
 
     _parameter_constraints = {
         **BaseSelector._parameter_constraints,
+        "strategy": [StrOptions({"thinning", "maxvol"})],
         "row_norms": [StrOptions({"auto", "median", "unit"}), None],
         "hard_cutoff": [Interval(Real, 0, 1, closed="left"), StrOptions({"auto"})],
         "rank": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
@@ -163,11 +181,12 @@ class FastMaxVol(BaseSelector):
     }
 
     def __init__(
-        self, n_select=0.1, *, row_norms="auto", hard_cutoff="auto", rank=None, tol=1.05,
+        self, n_select=0.1, *, strategy="thinning", row_norms="auto", hard_cutoff="auto", rank=None, tol=1.05,
         max_iters=100, rank_rule="smallest_below_eps", eps=0.1, n_rank_candidates=3,
         class_balance="auto", random_state=None, backend=None,
     ):
         self.n_select = n_select
+        self.strategy = strategy
         self.row_norms = row_norms
         self.hard_cutoff = hard_cutoff
         self.rank = rank
@@ -203,6 +222,11 @@ class FastMaxVol(BaseSelector):
         self : FastMaxVol
             The fitted selector.
         """
+        if self.rank == "auto" and self.strategy != "maxvol":
+            raise ValueError(
+                'rank="auto" is GRAFT\'s rank for maxvol: pass strategy="maxvol", or give '
+                "rank an integer or None."
+            )
         if self.rank == "auto" and gradients is None:
             raise ValueError(
                 'rank="auto" chooses the rank from per-example gradients: pass '
@@ -228,16 +252,21 @@ class FastMaxVol(BaseSelector):
         xp = array_namespace(rows)
         if not data.represented:
             rows = _scale(xp, rows, group.row_norms, data.fitted["norm_cap_"], group.cut)
-        positions, fitted = self._select(rows, xp, group.quota, rng, data.represented,
-                                         gradients)
+        positions, fitted = self._select(rows, xp, group, rng, data.represented, gradients)
         return positions, None, {**fitted, "row_norms_": group.row_norms}
 
-    def _select(self, X, xp, n_select, rng, represented, gradients):
+    def _select(self, X, xp, group, rng, represented, gradients):
         """The chosen positions among the rows of X and the group's fitted attributes."""
+        n_select = group.quota
         n_samples, n_features = X.shape
         largest = min(n_select, n_features, n_samples)
         mean_gradient = None if gradients is None else _mean_gradient(xp, gradients)
-        if self.rank == "auto":
+        C = residuals = None
+        if self.strategy == "thinning":
+            rank = min(self.rank or n_select, largest)
+            features = _representation(X, rank, represented)
+            pivots = self._thin(features, group, rng)
+        elif self.rank == "auto":
             # Leading directions in order, so that rank r uses the first r of them.
             features = _representation(X, largest, represented, force=True)
             rank, pivots, C, residuals = self._dynamic_rank(xp, features, mean_gradient,
@@ -250,14 +279,14 @@ class FastMaxVol(BaseSelector):
                 # Budget above the rank (or a rank-deficient X): add the rows the
                 # chosen ones represent worst until the budget is met.
                 pivots, C = _add_rows(xp, C, pivots, 0.0, n_select, n_select)
-            residuals = None
         take = xp.asarray(pivots, device=device(X))
         fitted = {
             "rank_": rank,
             "volume_": _log_volume(xp, xp.take(features[:, :rank], take, axis=0)),
-            "coefficients_": C,
             "pivots_": np.asarray(pivots, dtype=np.int64),
         }
+        if C is not None:
+            fitted["coefficients_"] = C
         if residuals is not None:
             fitted["residuals_"] = residuals
         if mean_gradient is not None:

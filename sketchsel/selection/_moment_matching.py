@@ -42,7 +42,15 @@ class MomentMatchingSelector(BaseSelector):
 
     asking the chosen rows' second moment to cover ``1/c`` times the data's
     along every sketched eigendirection, which controls the variance; the
-    shares are then rounded to ``n`` rows.
+    shares are then rounded to ``n`` rows (``strategy="moments"``).
+
+    On held-out data that program, like every rule that favours long
+    gradients, lost to random subsets, and with wrong labels by far. The
+    default therefore thins each class's sketch instead
+    (``strategy="thinning"``: a subset whose mean follows the class's, the
+    choice :class:`AgreementSelector` makes by default), and the program is
+    the documented option. Measurements: ``docs/guide.md``,
+    ``benchmarks/results/bench_quality.md``.
 
     Parameters
     ----------
@@ -51,6 +59,15 @@ class MomentMatchingSelector(BaseSelector):
         Dimension m of the sketch; X with at most m columns is used as it is.
     projection : {"gaussian", "rademacher", "countsketch"}, default="gaussian"
         Gamma, from :func:`sketchsel.linalg.random_projection`.
+    strategy : {"thinning", "moments"}, default="thinning"
+        How a group's rows are chosen from its sketch: "thinning", from each
+        of ``quota`` random groups of rows, the one that keeps the subset's
+        mean on the data's (group thinning,
+        :func:`~sketchsel.selection._thinning.group_thinning`), O(N m), one
+        pass; "moments", the program above, rounded by ``rounding`` (SkMM as
+        published, with this class's defaults for its constants). The
+        parameters from ``moment_coef`` to ``fallback``, ``tol`` and
+        ``max_iter`` are the program's.
     moment_coef : float, default=0.3
         The constant c in ``gamma_j >= 1/c``, in (0, 1]: smaller values ask
         for more coverage; near 1 almost any shares are optimal and the
@@ -90,6 +107,9 @@ class MomentMatchingSelector(BaseSelector):
     Attributes
     ----------
     [[fitted_common]]
+    With ``strategy="thinning"`` only the common attributes are set; with
+    "moments", also:
+
     scores_ : ndarray of shape (n_samples,)
         The relaxed selection ``n * s``, in [0, 1] (0 for the rows cut); with
         class balancing, each class's own, summing to its quota.
@@ -136,6 +156,11 @@ class MomentMatchingSelector(BaseSelector):
     >>> selector = MomentMatchingSelector(n_select=100, sketch_size=32, random_state=0)
     >>> selector.fit(G).select().shape
     (100,)
+
+    The program, with its certificate of optimality:
+
+    >>> selector = MomentMatchingSelector(n_select=100, sketch_size=32, strategy="moments",
+    ...                                   random_state=0).fit(G)
     >>> bool(selector.duality_gap_ <= 1e-4 * 32 / 0.3**2)  # tol * ||1 / c||^2, 32 directions
     True
     >>> bool(np.all(np.diff(selector.objective_history_) <= 0))
@@ -146,6 +171,7 @@ class MomentMatchingSelector(BaseSelector):
         **BaseSelector._parameter_constraints,
         "sketch_size": [Interval(Integral, 1, None, closed="left")],
         "projection": [StrOptions({"gaussian", "rademacher", "countsketch"})],
+        "strategy": [StrOptions({"thinning", "moments"})],
         "moment_coef": [Interval(Real, 0, 1, closed="right")],
         "moment_scale": [StrOptions({"relative", "absolute"})],
         "rounding": [StrOptions({"sample", "top"})],
@@ -157,13 +183,15 @@ class MomentMatchingSelector(BaseSelector):
     }
 
     def __init__(
-        self, n_select=0.1, *, sketch_size=256, projection="gaussian", moment_coef=0.3,
+        self, n_select=0.1, *, sketch_size=256, projection="gaussian", strategy="thinning",
+        moment_coef=0.3,
         moment_scale="relative", rounding="top", fallback="maxvol", hard_cutoff="auto",
         tol=1e-4, max_iter=1000, class_balance="auto", random_state=None, backend=None,
     ):
         self.n_select = n_select
         self.sketch_size = sketch_size
         self.projection = projection
+        self.strategy = strategy
         self.moment_coef = moment_coef
         self.moment_scale = moment_scale
         self.rounding = rounding
@@ -297,6 +325,8 @@ class MomentMatchingSelector(BaseSelector):
         return eigenvalues, A, xp.astype(kept, xp.float64), rank
 
     def _choose_group(self, sketch, group, data, rng):
+        if self.strategy == "thinning":
+            return self._thin(sketch, group, rng), None, {}
         xp = array_namespace(sketch)
         if group.cut.any():
             sketch = xp.take(sketch, xp.asarray(group.kept, device=device(sketch)), axis=0)

@@ -75,9 +75,22 @@ def _thin_reference(xp, rows, order, bounds):
                           xp.float64)
         difference = difference - xp.sum(block, axis=0) / block.shape[0]
         # ||difference + x||^2 - ||difference||^2, for each row x of the group
-        cost = xp.sum(block * (2 * difference + block), axis=1)
-        best = int(to_numpy(xp.argmin(cost)))
+        cost = np.asarray(to_numpy(xp.sum(block * (2 * difference + block), axis=1)))
+        scale = np.asarray(to_numpy(xp.sum(block * block + xp.abs(2 * block * difference),
+                                           axis=1)))
+        best = _first_best(cost, scale)
         difference = difference + block[best, :]
         chosen[group] = members[best]
     return chosen
 
+
+
+def _first_best(cost, scale):
+    """The first position of least cost, a tie within TIE of the terms going to the first."""
+    from ._thinning_numba import TIE
+
+    best = 0
+    for position in range(1, cost.size):
+        if cost[position] < cost[best] - TIE * (scale[position] + abs(cost[best])):
+            best = position
+    return best

@@ -6,6 +6,9 @@ This module imports Numba; it is imported only when the NumPy kernel runs.
 import numpy as np
 from numba import njit
 
+# Costs closer than this, relative to their terms, are a tie.
+TIE = 1e-12
+
 
 @njit(cache=True)
 def thin(rows, order, bounds, out):
@@ -27,11 +30,14 @@ def thin(rows, order, bounds, out):
             difference[c] -= total[c] / (stop - start)
         best, best_cost = order[start], np.inf
         for p in range(start, stop):
-            cost = 0.0
+            cost, scale = 0.0, 0.0
             for c in range(n_features):
                 value = rows[order[p], c]
                 cost += value * (2.0 * difference[c] + value)
-            if cost < best_cost:
+                scale += value * value + abs(2.0 * value * difference[c])
+            # Ties (the first group's two rows cost exactly alike) go to the first row
+            # visited, whatever the rounding of the back-end: a relative tolerance.
+            if p == start or cost < best_cost - TIE * (scale + abs(best_cost)):
                 best, best_cost = order[p], cost
         for c in range(n_features):
             difference[c] += rows[best, c]

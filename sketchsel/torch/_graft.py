@@ -22,11 +22,12 @@ class GraftSampler(Sampler):
     inputs of ``head``, the flattened inputs, or those of a function) and
     the per-example gradients G of the cross-entropy with respect to the
     logits go to a clone of ``selector``, by default
-    ``FastMaxVol(n_select=fraction)``: the rows spanning F's dominant
+    ``FastMaxVol(n_select=fraction, strategy="maxvol")``: the rows spanning F's dominant
     subspace, maxvol then rect_maxvol up to the budget. G gives each
     batch's ``residual``: how well the chosen rows' gradients, weighted by
     least squares, reproduce the batch's mean gradient. GRAFT's dynamic
-    rank, ``selector=FastMaxVol(n_select=fraction, rank="auto")``, takes
+    rank, ``selector=FastMaxVol(n_select=fraction, strategy="maxvol", rank="auto")``,
+    takes
     instead as many rows as the smallest rank whose residual is below
     ``eps``; with logit gradients that is about ``n_classes - 1`` rows per
     batch, far below the budget, which trains on too little (see
@@ -63,7 +64,7 @@ class GraftSampler(Sampler):
         or ``features(inputs)`` returning an (n, d) tensor.
     selector : FastMaxVol, default=None
         The per-batch selector, cloned for each batch; None uses
-        ``FastMaxVol(n_select=fraction)``.
+        ``FastMaxVol(n_select=fraction, strategy="maxvol")``.
     random_state : int or None, default=None
         Seeds the batches and the order of each epoch.
 
@@ -190,7 +191,7 @@ class GraftSampler(Sampler):
         batches = [order[i:i + size].tolist() for i in range(0, n_rows, size)]
         loader = DataLoader(self.dataset, batch_sampler=batches)
         device = next(self.model.parameters()).device
-        base = self.selector or FastMaxVol(n_select=self.fraction)
+        base = self.selector or FastMaxVol(n_select=self.fraction, strategy="maxvol")
         chosen, residuals = [], []
         with preserved_state(self.model):
             for indices, batch in zip(batches, loader):
