@@ -117,9 +117,9 @@ def bench_quality():
             n_select=b, strategy="top", class_balance="equal"
         ),
         "AgreementSelector, diversity=0.5, class_balance=None, fallback=None":
-            lambda b: AgreementSelector(n_select=b, diversity=0.5, class_balance=None,
-                                        fallback=None),
-        "FastMaxVol on the gradients": lambda b: FastMaxVol(n_select=b),
+            lambda b: AgreementSelector(n_select=b, strategy="diverse", diversity=0.5,
+                                        class_balance=None, fallback=None),
+        "FastMaxVol on the gradients": lambda b: FastMaxVol(n_select=b, strategy="maxvol"),
     }
     header = "| method | " + " | ".join(f"{b:.0%} accuracy | time (s)" for b in BUDGETS) + " |"
     lines = [

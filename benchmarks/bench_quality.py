@@ -307,10 +307,11 @@ def mark(scores, base):
     return "*" if mean >= base_mean + base_std else "-" if mean < base_mean - base_std else ""
 
 
-def cell_text(method, scores, seconds):
+def cell_text(method, scores, seconds, sign):
+    """A cell: the mean and its mark, the spread over seeds, the selection time."""
     spread = f" ± {np.std(scores, ddof=1):.3f}" if len(scores) > 1 else ""
     timing = "" if method in BASELINES else f" ({seconds:.1f} s)"
-    return f"{np.mean(scores):.3f}{spread}{timing}"
+    return f"{np.mean(scores):.3f}{sign}{spread}{timing}"
 
 
 def counts_table(results, half, budgets, title):
@@ -370,8 +371,7 @@ def detail_tables(results, budgets):
                 for budget in budgets:
                     scores, seconds = data[f"{method}|{budget}"]
                     sign = mark(scores, data[f"random|{budget}"][0]) if method != "random" else ""
-                    text.append(cell_text(method, scores, seconds).replace(" ", sign + " ", 1)
-                                if sign else cell_text(method, scores, seconds))
+                    text.append(cell_text(method, scores, seconds, sign))
                 lines.append(f"| {method} | " + " | ".join(text) + " |")
             lines.append("")
     return lines
@@ -421,7 +421,8 @@ def bench(size, output):
         lines += compact_table(results, half, [b for b in budgets if b in (0.1, 0.25)])
     lines += ["### Every cell", "", "Mean ± standard deviation over the seeds; selection time "
               "per call in parentheses.", ""]
-    return lines + detail_tables(results, budgets) + [f"Raw scores: `{os.path.basename(raw)}`.", ""]
+    lines += detail_tables(results, budgets)
+    return lines + [f"Raw scores: `{os.path.basename(raw)}`.", ""]
 
 
 if __name__ == "__main__":

@@ -39,16 +39,17 @@ from sketchsel._array_api import gpu_available
 
 # name: make
 SELECTORS = {
-    "AgreementSelector() (diverse)": lambda: AgreementSelector(n_select=0.1),
+    "AgreementSelector(strategy='diverse')": lambda: AgreementSelector(n_select=0.1,
+                                                                      strategy="diverse"),
     "AgreementSelector(strategy='stratified')": lambda: AgreementSelector(
         n_select=0.1, strategy="stratified", random_state=0),
     "AgreementSelector(strategy='top')": lambda: AgreementSelector(n_select=0.1, strategy="top"),
-    # Pinned to what bench_scale.md measured, before class_balance="auto" and the median
-    # cap became these selectors' defaults.
+    # Pinned to what bench_scale.md measured, before class_balance="auto", the median
+    # cap and thinning became these selectors' defaults: the program and maxvol.
     "MomentMatchingSelector(class_balance=None)": lambda: MomentMatchingSelector(
-        n_select=0.1, class_balance=None, random_state=0),
+        n_select=0.1, strategy="moments", class_balance=None, random_state=0),
     "FastMaxVol(row_norms='unit', class_balance=None)": lambda: FastMaxVol(
-        n_select=0.1, row_norms="unit", class_balance=None),
+        n_select=0.1, strategy="maxvol", row_norms="unit", class_balance=None),
 }
 
 

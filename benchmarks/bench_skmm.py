@@ -271,7 +271,7 @@ def bench_quality(generator, n_samples, n_features, n_clusters, n_seeds, multipl
             }
             for name, params in variants.items():
                 selector = MomentMatchingSelector(
-                    n_select=n, sketch_size=m, random_state=seed, **params
+                    n_select=n, sketch_size=m, strategy="moments", random_state=seed, **params
                 )
                 rows, elapsed, not_converged, rises, others = fit_selector(selector, X)
                 chosen[name] = rows
@@ -428,7 +428,7 @@ def bench_speed(n_samples, m, n, steps, seconds, tuning_steps):
     rng = np.random.default_rng(0)
     G = (rng.standard_normal((n_samples, m)) * DECAY ** np.arange(m)).astype(np.float32)
     # The program the reference solves: the paper's, with absolute residuals, and c = SPEED_C.
-    paper = {"moment_coef": SPEED_C}
+    paper = {"strategy": "moments", "moment_coef": SPEED_C}
     if "moment_scale" in MomentMatchingSelector().get_params():
         paper["moment_scale"] = "absolute"
     selector = MomentMatchingSelector(n_select=n, sketch_size=m, random_state=0, **paper)
@@ -581,7 +581,8 @@ def bench_digits(budgets, n_seeds):
             scores, times = [], []
             for seed in range(n_seeds):
                 start = time.perf_counter()
-                chosen = MomentMatchingSelector(n_select=b, random_state=seed, **params).fit(
+                chosen = MomentMatchingSelector(n_select=b, strategy="moments",
+                                                random_state=seed, **params).fit(
                     G, y_train
                 ).select()
                 times.append(time.perf_counter() - start)

@@ -437,14 +437,17 @@ def test_row_norms_cap_the_long_rows_at_the_median_or_scale_every_row_to_unit_no
     median = np.median(norms[norms > 0])
     capped = X * np.minimum(1.0, median / np.maximum(norms, 1e-300))[:, None]
     units = X / np.maximum(norms, 1e-300)[:, None]
-    raw = FastMaxVol(n_select=12, strategy="maxvol", row_norms=None, hard_cutoff=0.0).fit(X)
+    def maxvol(row_norms):
+        return FastMaxVol(n_select=12, strategy="maxvol", row_norms=row_norms, hard_cutoff=0.0)
+
+    raw = maxvol(None).fit(X)
     assert set(range(5)) <= set(raw.select().tolist()) and raw.norm_cap_ is None
-    default = FastMaxVol(n_select=12, strategy="maxvol", row_norms="median", hard_cutoff=0.0).fit(X)
+    default = maxvol("median").fit(X)
     assert default.norm_cap_ == pytest.approx(median, rel=1e-12)
     assert not set(range(5)) <= set(default.select().tolist())
-    assert_array_equal(default.select(), FastMaxVol(n_select=12, strategy="maxvol", row_norms=None, hard_cutoff=0.0).fit(capped).select())
-    scaled = FastMaxVol(n_select=12, strategy="maxvol", row_norms="unit", hard_cutoff=0.0).fit(X)
-    assert_array_equal(scaled.select(), FastMaxVol(n_select=12, strategy="maxvol", row_norms=None, hard_cutoff=0.0).fit(units).select())
+    assert_array_equal(default.select(), maxvol(None).fit(capped).select())
+    scaled = maxvol("unit").fit(X)
+    assert_array_equal(scaled.select(), maxvol(None).fit(units).select())
     assert_allclose(scaled.coefficients_ @ units[scaled.pivots_], units @ np.eye(12), atol=1e-8)
     assert_array_equal(X, given)  # the rows given are not changed
     # Gradients stay as given.

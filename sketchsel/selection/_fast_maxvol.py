@@ -114,8 +114,9 @@ class FastMaxVol(BaseSelector):
     volume_ : float
         Log-volume ``log sqrt(det(F_S^T F_S))`` of the chosen rows F_S.
     coefficients_ : array of shape (n_samples, n_chosen)
-        With ``strategy="maxvol"``: coefficients of every row of the representation on the chosen rows,
-        in the order the rows were chosen (see :func:`~sketchsel.linalg.maxvol`).
+        With ``strategy="maxvol"``: coefficients of every row of the
+        representation on the chosen rows, in the order the rows were chosen
+        (see :func:`~sketchsel.linalg.maxvol`).
     pivots_ : ndarray of shape (n_chosen,), int64
         The chosen rows in the order they were chosen, the columns of
         ``coefficients_``.
@@ -181,9 +182,9 @@ class FastMaxVol(BaseSelector):
     }
 
     def __init__(
-        self, n_select=0.1, *, strategy="thinning", row_norms="auto", hard_cutoff="auto", rank=None, tol=1.05,
-        max_iters=100, rank_rule="smallest_below_eps", eps=0.1, n_rank_candidates=3,
-        class_balance="auto", random_state=None, backend=None,
+        self, n_select=0.1, *, strategy="thinning", row_norms="auto", hard_cutoff="auto",
+        rank=None, tol=1.05, max_iters=100, rank_rule="smallest_below_eps", eps=0.1,
+        n_rank_candidates=3, class_balance="auto", random_state=None, backend=None,
     ):
         self.n_select = n_select
         self.strategy = strategy

@@ -18,6 +18,10 @@ from array_api_compat import is_numpy_namespace
 
 from .._array_api import device, to_numpy
 
+# Costs closer than this, relative to their terms, are a tie, which goes to the first row
+# visited: the first group's two rows cost exactly alike, and rounding must not decide.
+TIE = 1e-12
+
 
 def group_bounds(n_rows, n_groups):
     """Bounds of ``n_groups`` consecutive groups of ``n_rows`` rows, sizes within one."""
@@ -61,7 +65,8 @@ def group_thinning(xp, rows, n_select, rng):
     if is_numpy_namespace(xp):
         from ._thinning_numba import thin
 
-        return thin(np.ascontiguousarray(rows), order, bounds, np.empty(n_select, np.int64))
+        return thin(np.ascontiguousarray(rows), order, bounds, np.empty(n_select, np.int64),
+                    TIE)
     return _thin_reference(xp, rows, order, bounds)
 
 
@@ -87,8 +92,6 @@ def _thin_reference(xp, rows, order, bounds):
 
 def _first_best(cost, scale):
     """The first position of least cost, a tie within TIE of the terms going to the first."""
-    from ._thinning_numba import TIE
-
     best = 0
     for position in range(1, cost.size):
         if cost[position] < cost[best] - TIE * (scale[position] + abs(cost[best])):

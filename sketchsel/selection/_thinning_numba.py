@@ -6,16 +6,16 @@ This module imports Numba; it is imported only when the NumPy kernel runs.
 import numpy as np
 from numba import njit
 
-# Costs closer than this, relative to their terms, are a tie.
-TIE = 1e-12
-
 
 @njit(cache=True)
-def thin(rows, order, bounds, out):
+def thin(rows, order, bounds, out, tie):
     """Fill ``out`` with one row of each group of ``order[bounds[j]:bounds[j + 1]]``.
 
     The running difference is kept in float64; each group is read twice,
-    once for its mean and once for the costs.
+    once for its mean and once for the costs. Costs within ``tie`` of each
+    other, relative to their terms, are a tie, which goes to the first row
+    visited (an argument, not a global, so that Numba's cache cannot keep
+    an old value).
     """
     n_features = rows.shape[1]
     difference = np.zeros(n_features)
@@ -35,9 +35,7 @@ def thin(rows, order, bounds, out):
                 value = rows[order[p], c]
                 cost += value * (2.0 * difference[c] + value)
                 scale += value * value + abs(2.0 * value * difference[c])
-            # Ties (the first group's two rows cost exactly alike) go to the first row
-            # visited, whatever the rounding of the back-end: a relative tolerance.
-            if p == start or cost < best_cost - TIE * (scale + abs(best_cost)):
+            if p == start or cost < best_cost - tie * (scale + abs(best_cost)):
                 best, best_cost = order[p], cost
         for c in range(n_features):
             difference[c] += rows[best, c]
