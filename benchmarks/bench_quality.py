@@ -87,25 +87,31 @@ MAX_ROWS = 6_250
 WORKERS = 2
 RESUME = False
 
+# A method is (class, parameters): picklable, so that a spawned worker builds it. The
+# defaults run over DEFAULT_SEEDS seeds, the published rules once.
+SELECTORS = {cls.__name__: cls for cls in (AgreementSelector, FastMaxVol, MomentMatchingSelector)}
 DEFAULTS = {
-    "AgreementSelector()": lambda s: AgreementSelector(random_state=s),
-    "FastMaxVol()": lambda s: FastMaxVol(random_state=s),
-    "MomentMatchingSelector()": lambda s: MomentMatchingSelector(random_state=s),
+    "AgreementSelector()": ("AgreementSelector", {}),
+    "FastMaxVol()": ("FastMaxVol", {}),
+    "MomentMatchingSelector()": ("MomentMatchingSelector", {}),
 }
 PUBLISHED = {
     "SAGE: AgreementSelector(strategy='top', class_balance=None)":
-        lambda s: AgreementSelector(strategy="top", class_balance=None),
+        ("AgreementSelector", {"strategy": "top", "class_balance": None}),
     "GRAFT: FastMaxVol(strategy='maxvol', rank=256, row_norms=None, hard_cutoff=0, "
     "class_balance=None)":
-        lambda s: FastMaxVol(strategy="maxvol", rank=256, row_norms=None, hard_cutoff=0.0,
-                             class_balance=None),
+        ("FastMaxVol", {"strategy": "maxvol", "rank": 256, "row_norms": None,
+                        "hard_cutoff": 0.0, "class_balance": None}),
     "SkMM: MomentMatchingSelector(strategy='moments', rounding='sample', fallback=None, "
     "hard_cutoff=0, class_balance=None)":
-        lambda s: MomentMatchingSelector(strategy="moments", rounding="sample", fallback=None,
-                                         hard_cutoff=0.0, class_balance=None, random_state=s),
+        ("MomentMatchingSelector", {"strategy": "moments", "rounding": "sample",
+                                    "fallback": None, "hard_cutoff": 0.0,
+                                    "class_balance": None}),
 }
 BASELINES = ("random", "class-stratified random")
-METHODS = (*BASELINES, *DEFAULTS, *PUBLISHED)
+METHODS = {**dict.fromkeys(BASELINES),
+           **{name: (*spec, DEFAULT_SEEDS) for name, spec in DEFAULTS.items()},
+           **{name: (*spec, 1) for name, spec in PUBLISHED.items()}}
 MODELS = ("linear", "MLP")
 
 
@@ -243,8 +249,12 @@ def mlp_gradients(X, y, warm_rows, n_classes):
     return G.numpy()
 
 
-def block(name, noise, budgets):
-    """Every cell of one dataset at one noise level, for both models."""
+def block(name, noise, budgets, methods):
+    """Every cell of one dataset at one noise level, for both models.
+
+    ``methods`` maps a name to ``(class name, parameters, seeds)``, or to None for
+    a baseline.
+    """
     import numba
     import torch
     from threadpoolctl import threadpool_limits
@@ -281,17 +291,18 @@ def block(name, noise, budgets):
                         lambda s: quota_sample(np.random.default_rng([s, 1]), y, k,
                                                "proportional"),
                 }
-                for method in METHODS:
-                    if method in draws:
-                        seeds, make = range(N_SEEDS), None
+                for method in methods:
+                    if methods[method] is None:
+                        seeds, spec = range(N_SEEDS), None
                     else:
-                        seeds = range(DEFAULT_SEEDS) if method in DEFAULTS else [0]
-                        make = {**DEFAULTS, **PUBLISHED}[method]
+                        cls, params, n_seeds = methods[method]
+                        seeds, spec = range(n_seeds), (SELECTORS[cls], params)
                     scores, times = [], []
                     for seed in seeds:
                         tic = time.perf_counter()
-                        rows = (draws[method](seed) if make is None
-                                else make(seed).set_params(n_select=k).fit(G, y).select())
+                        rows = (draws[method](seed) if spec is None else
+                                spec[0](**spec[1], n_select=k, random_state=seed).fit(G, y)
+                                .select())
                         times.append(time.perf_counter() - tic)
                         scores.append(accuracy(rows))
                     cells[f"{method}|{budget}"] = (scores, float(np.mean(times)))
@@ -314,12 +325,12 @@ def cell_text(method, scores, seconds, sign):
     return f"{np.mean(scores):.3f}{sign}{spread}{timing}"
 
 
-def counts_table(results, half, budgets, title):
+def counts_table(results, half, budgets, title, methods):
     """Cells above and below random for each non-random method, on one half."""
     lines = [f"#### {title}", "",
              "| method | above (mean + 1 std) | below (mean - 1 std) | cells |",
              "|---|---|---|---|"]
-    for method in METHODS[1:]:
+    for method in list(methods)[1:]:
         above = below = cells = 0
         for (name, _), result in results.items():
             if name not in HALVES[half]:
@@ -333,9 +344,12 @@ def counts_table(results, half, budgets, title):
     return lines + [""]
 
 
-def compact_table(results, half, budgets):
+def compact_table(results, half, budgets, methods):
     """One line per dataset, noise, model and budget: the baselines and every method's mean."""
-    short = ["Agreement", "FastMaxVol", "MomentMatching", "SAGE", "GRAFT", "SkMM"]
+    # After random: the stratified baseline, then the selectors; a published rule goes
+    # by its name, a default by its constructor.
+    chosen = list(methods)[1:]
+    short = [method.split(":")[0] for method in chosen[1:]]
     lines = ["| dataset | wrong labels | model | budget | full | random | stratified | "
              + " | ".join(short) + " |", "|---|---|---|---|---|---|---|" + "---|" * len(short)]
     for (name, noise), result in results.items():
@@ -347,14 +361,14 @@ def compact_table(results, half, budgets):
                 base = data[f"random|{budget}"][0]
                 row = [name, f"{noise:.0%}", model, f"{budget:.0%}", f"{data['full']:.3f}",
                        f"{np.mean(base):.3f} ± {np.std(base, ddof=1):.3f}"]
-                for method in METHODS[1:]:
+                for method in chosen:
                     scores = data[f"{method}|{budget}"][0]
                     row.append(f"{np.mean(scores):.3f}{mark(scores, base)}")
                 lines.append("| " + " | ".join(row) + " |")
     return lines + [""]
 
 
-def detail_tables(results, budgets):
+def detail_tables(results, budgets, methods):
     lines = []
     for (name, noise), result in results.items():
         half = "tuning" if name in TUNING else "held-out"
@@ -366,7 +380,7 @@ def detail_tables(results, budgets):
                       f"{data['full']:.3f}", "",
                       "| method | " + " | ".join(f"{b:.0%}" for b in budgets) + " |",
                       "|---|" + "---|" * len(budgets)]
-            for method in METHODS:
+            for method in methods:
                 text = []
                 for budget in budgets:
                     scores, seconds = data[f"{method}|{budget}"]
@@ -377,7 +391,7 @@ def detail_tables(results, budgets):
     return lines
 
 
-def bench(size, output):
+def bench(size, output, methods=METHODS):
     names, budgets = size
     tasks = [(name, noise) for name in names for noise in (0.0, NOISE)]
     # Every block's scores go to the raw file as it ends: a run stopped half-way resumes
@@ -400,7 +414,7 @@ def bench(size, output):
     with ProcessPoolExecutor(WORKERS, mp_context=get_context("spawn")) as pool:
         # The held-out half first: it is the one reported.
         order = sorted(tasks, key=lambda task: task[0] not in HELD_OUT)
-        futures = [pool.submit(block, name, noise, budgets) for name, noise in order
+        futures = [pool.submit(block, name, noise, budgets, methods) for name, noise in order
                    if (name, noise) not in done]
         for future in as_completed(futures):
             name, noise, result = future.result()
@@ -415,13 +429,14 @@ def bench(size, output):
         lines += [f"### The {half} half" + (" (the defaults were chosen on it)"
                                              if half == "tuning" else
                                              " (never used to choose)"), ""]
-        lines += counts_table(results, half, middle, "Budgets 5% to 25%")
-        lines += counts_table(results, half, budgets, "Every budget")
+        lines += counts_table(results, half, middle, "Budgets 5% to 25%", methods)
+        lines += counts_table(results, half, budgets, "Every budget", methods)
         lines += [f"#### Mean test accuracy at 10% and 25% ({half})", ""]
-        lines += compact_table(results, half, [b for b in budgets if b in (0.1, 0.25)])
+        lines += compact_table(results, half, [b for b in budgets if b in (0.1, 0.25)],
+                               methods)
     lines += ["### Every cell", "", "Mean ± standard deviation over the seeds; selection time "
               "per call in parentheses.", ""]
-    lines += detail_tables(results, budgets)
+    lines += detail_tables(results, budgets, methods)
     return lines + [f"Raw scores: `{os.path.basename(raw)}`.", ""]
 
 
