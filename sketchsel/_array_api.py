@@ -240,6 +240,13 @@ def unit_rows(xp, Z, norms=None):
     return Z / xp.where(norms > 0, norms, 1.0)[:, None]
 
 
+def median_norm(norms):
+    """Median of the non-zero row norms given in parts, or None when every row is zero."""
+    norms = np.concatenate([np.asarray(to_numpy(part), dtype=np.float64) for part in norms])
+    norms = norms[norms > 0]
+    return float(np.median(norms)) if norms.size else None
+
+
 def capped_rows(xp, Z, cap, norms=None):
     """Rows whose Euclidean norm exceeds ``cap > 0`` scaled down to it; the others as given.
 

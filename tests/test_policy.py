@@ -14,6 +14,8 @@ from sketchsel.linalg import projection_block
 from sketchsel.selection._policy import class_quotas
 
 SELECTORS = [AgreementSelector, FastMaxVol, MomentMatchingSelector]
+# Each selector's published rule: hard_cutoff="auto" cuts under it, not under thinning.
+PUBLISHED = {AgreementSelector: "top", FastMaxVol: "maxvol", MomentMatchingSelector: "moments"}
 SIZES = [400, 120, 50, 20, 10]
 
 
@@ -57,18 +59,22 @@ def long_tailed(seed=0, d=40):
 @pytest.mark.parametrize("selector", SELECTORS, ids=lambda cls: cls.__name__)
 @pytest.mark.parametrize("class_balance", ["equal", "proportional", "auto"])
 @pytest.mark.parametrize("n_select", [150, 60, 330])
-def test_every_selector_plans_the_same_quotas_and_cut(selector, class_balance, n_select):
+@pytest.mark.parametrize("thins", [True, False], ids=["thinning", "published"])
+def test_every_selector_plans_the_same_quotas_and_cut(selector, class_balance, n_select, thins):
     G, y = long_tailed()
-    fitted = selector(n_select=n_select, class_balance=class_balance, random_state=0).fit(G, y)
+    strategy = "thinning" if thins else PUBLISHED[selector]
+    fitted = selector(n_select=n_select, class_balance=class_balance, strategy=strategy,
+                      random_state=0).fit(G, y)
     brute = round_robin_quotas if class_balance == "equal" else largest_remainder_quotas
     quotas = brute(SIZES, n_select)
     assert fitted.class_quotas_.tolist() == quotas
     assert np.bincount(y[fitted.select()], minlength=len(SIZES)).tolist() == quotas
-    # hard_cutoff="auto": a tenth of a class whose quota is below a fifth of its rows,
-    # never leaving fewer rows than the quota (the lengths here have no ties).
+    # hard_cutoff="auto": none under thinning, which caps the long rows; otherwise a tenth
+    # of a class whose quota is below a fifth of its rows, never leaving fewer rows than
+    # the quota (the lengths here have no ties).
     assert fitted.n_hard_cut_ == [
-        None if quota == 0 else min(size // 10, size - quota) if 5 * quota < size else 0
-        for size, quota in zip(SIZES, quotas)
+        None if quota == 0 else 0 if thins else min(size // 10, size - quota)
+        if 5 * quota < size else 0 for size, quota in zip(SIZES, quotas)
     ]
 
 
@@ -82,7 +88,7 @@ def test_the_cutoff_row_norms_and_fallback_are_judged_per_class():
     y = np.repeat([0, 1], [500, 20])
     X = rng.standard_normal((520, 6)) * rng.uniform(0.5, 3.0, (520, 1))
     # Equal quotas of 20: small for the 500 rows of class 0, the whole of class 1.
-    maxvol = FastMaxVol(n_select=40, class_balance="equal").fit(X, y)
+    maxvol = FastMaxVol(n_select=40, strategy="maxvol", class_balance="equal").fit(X, y)
     assert maxvol.row_norms_ == ["median", None]
     assert maxvol.n_hard_cut_ == [50, 0]
     agreement = AgreementSelector(n_select=40, strategy="diverse", class_balance="equal").fit(X, y)

@@ -12,6 +12,13 @@ from sketchsel import AgreementSelector, FastMaxVol, MomentMatchingSelector
 from sketchsel.selection._thinning import group_bounds, group_thinning
 
 
+def capped_at_median(rows):
+    """The rows thinning walks: each longer than the median non-zero length cut down to it."""
+    norms = np.linalg.norm(rows, axis=1)
+    median = np.median(norms[norms > 0])
+    return rows * np.minimum(1.0, median / np.where(norms > 0, norms, 1.0))[:, None]
+
+
 def assert_walk(rows, chosen, seed):
     """Brute force, step by step: each row kept is from its own group and is, of that group,
     the one that leaves the sum of the rows kept closest to the sum of the groups' means.
@@ -108,7 +115,7 @@ def test_the_selector_thins_each_class_to_its_quota(class_balance):
         rows = [np.flatnonzero(y == label) for label in selector.classes_]
     projections = selector.project(G)
     rng = np.random.RandomState(0)  # one generator for all classes, in their order
-    expected = [group[group_thinning(np, projections[group], int(quota), rng)]
+    expected = [group[group_thinning(np, capped_at_median(projections[group]), int(quota), rng)]
                 for group, quota in zip(rows, [60] if class_balance is None
                                         else selector.class_quotas_)]
     assert_array_equal(chosen, np.sort(np.concatenate(expected)))
@@ -155,7 +162,8 @@ def test_thinning_is_every_selector_default_and_walks_its_representation():
     # Moment matching thins its seeded sketch of the rows.
     moment = MomentMatchingSelector(40, sketch_size=16, hard_cutoff=0.0, class_balance=None,
                                     random_state=0).fit(G)
-    expected = group_thinning(np, moment.project(G), 40, np.random.RandomState(0))
+    expected = group_thinning(np, capped_at_median(moment.project(G)), 40,
+                              np.random.RandomState(0))
     assert_array_equal(moment.select(), np.sort(expected))
     # FastMaxVol thins the rows as given when they are no wider than the budget.
     X = G[:, :8]
@@ -163,4 +171,23 @@ def test_thinning_is_every_selector_default_and_walks_its_representation():
                         random_state=0).fit(X)
     assert not hasattr(maxvol, "coefficients_")
     assert_array_equal(maxvol.select(),
-                       np.sort(group_thinning(np, X, 40, np.random.RandomState(0))))
+                       np.sort(group_thinning(np, capped_at_median(X), 40,
+                                              np.random.RandomState(0))))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(60, 300), st.integers(0, 2**31 - 1), st.floats(1.0, 1e6))
+def test_thinning_does_not_see_how_far_a_row_exceeds_the_median_length(n, seed, factor):
+    # Lengthening the rows already above the median changes nothing: a wrong label's long
+    # gradient pulls on the walk no harder than a typical row.
+    G = np.random.default_rng(seed).standard_normal((n, 6))
+    norms = np.linalg.norm(G, axis=1)
+    longer = G.copy()
+    # Above the upper middle row: the median (of an even count, the middle two's mean) stays.
+    longer[norms > np.sort(norms)[n // 2]] *= factor
+    # FastMaxVol thins rows no wider than the budget as given.
+    params = dict(n_select=n // 7, row_norms=None, hard_cutoff=0.0, class_balance=None,
+                  random_state=seed)
+    fit = lambda X: FastMaxVol(**params).fit(X)  # noqa: E731
+    assert_array_equal(fit(G).select(), fit(longer).select())
+

@@ -245,12 +245,12 @@ class AgreementSelector(BaseSelector):
         ...                     .fit_select(G)))
         True
 
-        With class labels and a quota below a fifth of each class, the
-        longest tenth of each class's projections, its hardest examples, is
-        left out:
+        With class labels and a quota below a fifth of each class, a strategy
+        other than thinning (which caps the long rows instead) leaves out the
+        longest tenth of each class's projections, its hardest examples:
 
         >>> y = np.arange(500) % 2
-        >>> labelled = AgreementSelector(n_select=40).fit(G, y)
+        >>> labelled = AgreementSelector(n_select=40, strategy="top").fit(G, y)
         >>> labelled.n_hard_cut_
         [25, 25]
         >>> lengths = np.linalg.norm(labelled.project(G), axis=1)

@@ -16,7 +16,7 @@ from .._config import BACKENDS
 from ..linalg._projection import seed_from
 from ._policy import as_labels, build_plan, check_label_count
 from ._sources import is_batch_source
-from ._thinning import group_thinning
+from ._thinning import group_thinning, median_capped
 
 
 def resolve_n_select(n_select, n_samples):
@@ -325,11 +325,13 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
 
         Group thinning (:func:`~sketchsel.selection._thinning.group_thinning`)
         of the rows the hard cutoff keeps, on the selector's representation
-        of them; every selector that takes ``strategy="thinning"`` chooses so.
+        of them, every row capped at the median length of those rows
+        (:func:`~sketchsel.selection._thinning.median_capped`); every
+        selector that takes ``strategy="thinning"`` chooses so.
         """
         xp = array_namespace(rows)
         kept = xp.take(rows, xp.asarray(group.kept, device=device(rows)), axis=0)
-        return group.kept[group_thinning(xp, kept, group.quota, rng)]
+        return group.kept[group_thinning(xp, median_capped(xp, kept), group.quota, rng)]
 
     def _maxvol_fallback(self, rows, quota):
         """Positions of ``quota`` of ``rows`` chosen by FastMaxVol: ``fallback="maxvol"``.

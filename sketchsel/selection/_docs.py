@@ -28,10 +28,10 @@ hard_cutoff : float or "auto", default="auto"
     GraNd scores, Paul et al. 2021), often mislabelled or atypical, which a
     small subset cannot afford (Sorscher et al. 2022). Never leaves fewer
     rows than the quota; rows no longer than the longest kept are kept.
-    "auto" leaves out a tenth of a group's rows when its quota is below a
-    fifth of them, and none otherwise; it cuts only when choosing by class,
-    except in FastMaxVol, which was measured without labels too
-    (:func:`~sketchsel.selection._policy.hard_cutoff_fraction`).""",
+    "auto" cuts none under ``strategy="thinning"``, which caps every row at
+    the median length instead (``docs/guide.md``); otherwise a tenth of a
+    group's rows when its quota is below a fifth of them, only by class
+    (FastMaxVol: always; :func:`~sketchsel.selection._policy.hard_cutoff_fraction`).""",
     "backend": """\
 backend : {"auto", "numpy", "cupy", "array_api"}, default=None
     Where to compute; None uses the global setting of

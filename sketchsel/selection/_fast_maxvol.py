@@ -11,6 +11,7 @@ from .._array_api import (
     capped_rows,
     check_array,
     device,
+    median_norm,
     to_numpy,
     unit_rows,
 )
@@ -47,8 +48,9 @@ class FastMaxVol(BaseSelector):
     uses) is the documented option (measurements: ``docs/guide.md``).
 
     Long rows dominate the volume: on raw per-example gradients, the hardest
-    and mislabelled examples. Below a fifth of a group's rows the defaults
-    therefore cut its longest tenth (``hard_cutoff``) and cap the rows at the
+    and mislabelled examples. Thinning caps every row at the median length
+    and cuts none. Under maxvol, below a fifth of a group's rows the
+    defaults cut its longest tenth (``hard_cutoff``) and cap the rows at the
     median length (``row_norms``); from a fifth on, where a subset gains from
     hard examples (Sorscher et al. 2022), they use the rows as given
     (measurements: ``docs/guide.md``).
@@ -69,8 +71,9 @@ class FastMaxVol(BaseSelector):
         given). "median" scales every row longer than the median norm of the
         non-zero rows of X down to that median; "unit" scales every row to
         unit norm, so that only directions count; None uses the rows as
-        given. "auto" is "median" for a group whose quota is below a fifth
-        of its rows and None otherwise
+        given. "auto" is None under thinning, which caps its own
+        coordinates at their median length; under maxvol, "median" for a
+        group whose quota is below a fifth of its rows and None otherwise
         (:func:`~sketchsel.selection._policy.row_norms_mode`).
     [[hard_cutoff]]
         Here the lengths are the rows' of X; the rows cut count as zero rows,
@@ -247,7 +250,7 @@ class FastMaxVol(BaseSelector):
 
     def _norm_cap(self, lengths):
         """The cap of ``row_norms="median"`` from the row lengths (in parts); None if unused."""
-        return _median_norm(lengths) if self.row_norms in ("auto", "median") else None
+        return median_norm(lengths) if self.row_norms in ("auto", "median") else None
 
     def _choose_group(self, rows, group, data, rng, gradients=None):
         xp = array_namespace(rows)
@@ -435,13 +438,6 @@ class FastMaxVol(BaseSelector):
             if self.rank_rule == "smallest_below_eps" and residuals[rank] <= self.eps:
                 break
         return (*best, residuals)
-
-
-def _median_norm(norms):
-    """Median of the non-zero row norms given in parts, or None when every row is zero."""
-    norms = np.concatenate([np.asarray(to_numpy(part), dtype=np.float64) for part in norms])
-    norms = norms[norms > 0]
-    return float(np.median(norms)) if norms.size else None
 
 
 def _mean_gradient(xp, gradients):

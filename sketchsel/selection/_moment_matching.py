@@ -255,12 +255,12 @@ class MomentMatchingSelector(BaseSelector):
         >>> bool(np.array_equal(by_hand, selector.fit(G).select()))
         True
 
-        With class labels and a quota below a fifth of each class, the
-        longest tenth of each class's sketched rows, its hardest examples,
-        is left out:
+        With class labels and a quota below a fifth of each class, moment
+        matching (not thinning, which caps the long rows instead) leaves out
+        the longest tenth of each class's sketched rows, its hardest examples:
 
         >>> y = np.arange(600) % 2
-        >>> selector.fit(G, y).n_hard_cut_
+        >>> selector.set_params(strategy="moments").fit(G, y).n_hard_cut_
         [30, 30]
         >>> lengths = np.linalg.norm(selector.project(G), axis=1)
         >>> longest = [np.flatnonzero(y == c)[np.argsort(lengths[y == c])[-30:]] for c in (0, 1)]

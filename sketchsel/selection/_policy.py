@@ -46,7 +46,8 @@ def hard_cutoff_fraction(hard_cutoff, quota, n_rows, cuts):
     """The fraction of a group's rows to leave out: ``hard_cutoff``, "auto" resolved.
 
     "auto" leaves out a tenth of the rows at a small budget, where ``cuts``
-    (see :meth:`BaseSelector._auto_cuts`), and nothing otherwise.
+    (not under thinning, and see :meth:`BaseSelector._auto_cuts`), and
+    nothing otherwise.
     """
     if hard_cutoff != "auto":
         return float(hard_cutoff)
@@ -70,11 +71,16 @@ def hard_rows(lengths, quota, fraction):
     return cut
 
 
-def row_norms_mode(row_norms, quota, n_rows):
-    """FastMaxVol's ``row_norms`` for a group: "auto" is "median" at a small budget, else None."""
+def row_norms_mode(row_norms, quota, n_rows, thins):
+    """FastMaxVol's ``row_norms`` for a group, "auto" resolved.
+
+    "auto" is None when the selector ``thins`` (thinning caps its own
+    coordinates, :meth:`BaseSelector._thin`), else "median" at a small
+    budget and None otherwise.
+    """
     if row_norms != "auto":
         return row_norms
-    return "median" if is_small_budget(quota, n_rows) else None
+    return "median" if not thins and is_small_budget(quota, n_rows) else None
 
 
 def prefers_easy(prefer, n_select, n_rows, compares_rows):
@@ -302,7 +308,9 @@ def build_plan(selector, y, lengths, n_select):
         quotas = budgets = class_quotas(counts, n_select, class_balance)
         groups = [np.flatnonzero(codes == code) for code in range(classes.size)]
     params = selector.get_params(deep=False)
-    cuts = selector._auto_cuts(class_balance is not None)
+    # Thinning caps the long rows rather than cutting them (see hard_cutoff_fraction).
+    thins = params.get("strategy") == "thinning"
+    cuts = not thins and selector._auto_cuts(class_balance is not None)
     easy = (prefers_easy(params["prefer"], n_select, n_rows, selector._compares_rows())
             if "prefer" in params else None)
     planned = []
@@ -315,7 +323,7 @@ def build_plan(selector, y, lengths, n_select):
         kept = np.flatnonzero(~cut)
         planned.append(Group(
             rows=rows, quota=quota, cut=cut, kept=kept,
-            row_norms=row_norms_mode(params.get("row_norms"), quota, size),
+            row_norms=row_norms_mode(params.get("row_norms"), quota, size, thins),
             easy=easy,
             falls_back=(selector._compares_rows()
                         and cover_falls_back(params["fallback"], quota, kept.size)

@@ -16,11 +16,26 @@ hardness rules pick. O(n * d) time, O(d) memory besides the rows.
 import numpy as np
 from array_api_compat import is_numpy_namespace
 
-from .._array_api import device, to_numpy
+from .._array_api import capped_rows, device, median_norm, to_numpy
 
 # Costs closer than this, relative to their terms, are a tie, which goes to the first row
 # visited: the first group's two rows cost exactly alike, and rounding must not decide.
 TIE = 1e-12
+
+
+def median_capped(xp, rows):
+    """The rows, each longer than the median non-zero length scaled down to it.
+
+    What thinning follows: a row's pull on the running sum is its length, so
+    uncapped the longest gradients (hard examples and wrong labels, the
+    rows a hard cutoff would drop) steer the walk. Capped, they stay
+    eligible but pull no harder than a typical row; on imbalanced data a
+    cut instead loses the majority rows nearest the minority
+    (``benchmarks/results/bench_quality.md``).
+    """
+    norms = xp.linalg.vector_norm(rows, axis=1)
+    cap = median_norm([norms])
+    return rows if cap is None else capped_rows(xp, rows, cap, norms)
 
 
 def group_bounds(n_rows, n_groups):
