@@ -616,3 +616,17 @@ def test_auto_balancing_of_maxvol_from_an_unlabelled_source_is_none(choice):
     with pytest.raises(ValueError, match="Some batches yielded labels"):
         sketchsel.MomentMatchingSelector(n_select=20, sketch_size=4).fit(
             lambda: iter([(X[:100], y[:100]), X[100:]]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(20, 400), st.integers(1, 300), st.integers(0, 2**31 - 1))
+def test_thinning_represents_on_a_fixed_rank_and_maxvol_on_the_quota(n_rows, n_features, seed):
+    from sketchsel.selection._fast_maxvol import THINNING_RANK
+
+    X = np.random.default_rng(seed).standard_normal((n_rows, n_features))
+    for n_select in (1, n_rows // 10 or 1, n_rows // 2):
+        thinned = FastMaxVol(n_select=n_select, random_state=seed).fit(X)
+        assert thinned.rank_ == min(THINNING_RANK, n_features)
+        assert thinned.select().size == n_select
+        maxvol = FastMaxVol(n_select=n_select, strategy="maxvol").fit(X)
+        assert maxvol.rank_ == min(n_select, n_features)

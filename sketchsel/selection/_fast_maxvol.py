@@ -22,11 +22,15 @@ from ._docs import shared_docs
 from ._policy import build_plan
 from ._sources import check_rows, empty_source_error, iter_batches, labels_of_every_batch
 
+# The leading directions thinning represents a group on by default (see FastMaxVol._rank).
+THINNING_RANK = 128
+
 
 def _log_volume(xp, rows):
-    """log sqrt(det(R^T R)) of the chosen feature rows R, in float64."""
+    """log sqrt(det(R^T R)) of the chosen feature rows R, in float64 (R R^T if R is wide)."""
     rows = xp.astype(rows, xp.float64)
-    eigenvalues = xp.linalg.eigvalsh(rows.T @ rows)
+    gram = rows @ rows.T if rows.shape[0] < rows.shape[1] else rows.T @ rows
+    eigenvalues = xp.linalg.eigvalsh(gram)
     return float(xp.sum(xp.log(eigenvalues))) / 2 if float(xp.min(eigenvalues)) > 0 else -np.inf
 
 
@@ -79,9 +83,11 @@ class FastMaxVol(BaseSelector):
         Here the lengths are the rows' of X; the rows cut count as zero rows,
         which add no volume, so their ``coefficients_`` are 0.
     rank : int, "auto" or None, default=None
-        Dimension of the representation (at most the quota and the number
-        of features); None uses the quota. Quotas above it are filled by
-        rect_maxvol. "auto" is GRAFT's dynamic rank, from the ``gradients``
+        Dimension of the representation (at most the number of features
+        and, under maxvol, the quota); None uses the quota under maxvol and
+        a fixed number of leading directions under thinning, whatever the
+        quota (``THINNING_RANK`` of this module). Under maxvol, quotas above
+        it are filled by rect_maxvol. "auto" is GRAFT's dynamic rank, from the ``gradients``
         given to :meth:`fit` by ``rank_rule``: as many rows as the rank.
     tol : float, default=1.05
         Dominance threshold of the maxvol swaps, at least 1.
@@ -259,6 +265,18 @@ class FastMaxVol(BaseSelector):
         positions, fitted = self._select(rows, xp, group, rng, data.represented, gradients)
         return positions, None, {**fitted, "row_norms_": group.row_norms}
 
+    def _rank(self, quota):
+        """A group's rank before its features and rows bound it.
+
+        ``rank``, or by default the quota, as many directions as maxvol picks
+        rows; under maxvol never above the quota. Thinning follows a mean,
+        which needs the same directions whatever the quota: by default
+        THINNING_RANK, and a larger quota costs no wider a sketch.
+        """
+        if self.strategy == "thinning":
+            return self.rank or THINNING_RANK
+        return min(self.rank or quota, quota)
+
     def _select(self, X, xp, group, rng, represented, gradients):
         """The chosen positions among the rows of X and the group's fitted attributes."""
         n_select = group.quota
@@ -267,7 +285,7 @@ class FastMaxVol(BaseSelector):
         mean_gradient = None if gradients is None else _mean_gradient(xp, gradients)
         C = residuals = None
         if self.strategy == "thinning":
-            rank = min(self.rank or n_select, largest)
+            rank = min(self._rank(n_select), n_features)
             features = _representation(X, rank, represented)
             pivots = self._thin(features, group, rng)
         elif self.rank == "auto":
@@ -276,7 +294,7 @@ class FastMaxVol(BaseSelector):
             rank, pivots, C, residuals = self._dynamic_rank(xp, features, mean_gradient,
                                                             largest, rng)
         else:
-            rank = min(self.rank or n_select, largest)
+            rank = min(self._rank(n_select), largest)
             features = _representation(X, rank, represented)
             pivots, C, _ = _maxvol(xp, features, self.tol, self.max_iters)
             if len(pivots) < n_select:
@@ -366,7 +384,7 @@ class FastMaxVol(BaseSelector):
         all the rows; ``budgets`` holds the rows to choose from each and
         ``modes`` its ``row_norms``; ``cut`` marks the rows the hard cutoff
         leaves out (None: none). As in the in-memory path, a group's rank is
-        its budget (or ``rank``, if lower) and a group no wider than its rank
+        :meth:`_rank`'s and a group no wider than its rank
         is used as it is. The groups' widths differ: zero columns pad the
         narrower, and ``_representation`` takes each group's first ``rank``
         columns back. Two passes: one sketches, one projects.
@@ -383,7 +401,7 @@ class FastMaxVol(BaseSelector):
                                                      cap, part_cut)))
                 yield batch_labels, parts
 
-        ranks = [min(self.rank or int(budget), int(budget)) for budget in budgets]
+        ranks = [self._rank(int(budget)) for budget in budgets]
         sketches = {}
         for _, groups in scaled():
             for code, _, part in groups:
