@@ -87,8 +87,9 @@ class FastMaxVol(BaseSelector):
         and, under maxvol, the quota); None uses the quota under maxvol and
         a fixed number of leading directions under thinning, whatever the
         quota (``THINNING_RANK`` of this module). Under maxvol, quotas above
-        it are filled by rect_maxvol. "auto" is GRAFT's dynamic rank, from the ``gradients``
-        given to :meth:`fit` by ``rank_rule``: as many rows as the rank.
+        it are filled by rect_maxvol. "auto" is GRAFT's dynamic rank, from
+        the ``gradients`` given to :meth:`fit` by ``rank_rule``: as many rows
+        as the rank.
     tol : float, default=1.05
         Dominance threshold of the maxvol swaps, at least 1.
     max_iters : int, default=100
@@ -266,7 +267,7 @@ class FastMaxVol(BaseSelector):
         return positions, None, {**fitted, "row_norms_": group.row_norms}
 
     def _rank(self, quota):
-        """A group's rank before its features and rows bound it.
+        """A group's rank before its features (and, under maxvol, its rows) bound it.
 
         ``rank``, or by default the quota, as many directions as maxvol picks
         rows; under maxvol never above the quota. Thinning follows a mean,
