@@ -43,8 +43,8 @@ replaced by a random other class (the test labels stay clean). Two models, each 
 own gradients (at least 1,000 numbers a row) and its own evaluation:
 
 - "linear": the fixed features (through a fixed random ReLU layer of 512 units where
-  the last-layer gradients would have fewer than 1,000 numbers); a logistic regression fit on a random 10% of the
-  training rows (labels as given, wrong ones included) gives the exact per-example
+  the last-layer gradients would have fewer than 1,000 numbers); a logistic regression
+  fit on a random 10% of the training rows (labels as given, wrong ones included) gives the exact per-example
   last-layer gradients; each subset trains a logistic regression (100 L-BFGS iterations);
 - "MLP": a torch MLP (one hidden layer of 512 ReLU units) on the standardised features,
   trained on the same random 10% (Adam, lr 1e-3, 100 steps of 128 rows); its per-example

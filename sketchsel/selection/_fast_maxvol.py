@@ -67,8 +67,10 @@ class FastMaxVol(BaseSelector):
         representation: "thinning", from each of ``quota`` random groups of
         rows, the one that keeps the subset's mean on the data's (group
         thinning, :func:`~sketchsel.selection._thinning.group_thinning`),
-        O(N rank), one pass; "maxvol", the rows of (locally) maximal volume,
-        filled up by rect_maxvol (GRAFT). ``tol``, ``max_iters`` and
+        O(N rank) after a Frequent Directions sketch of each group, linear in
+        N (O(N D rank); for small D, O(N D^2) and an O(D^3) eigh a group);
+        "maxvol", the rows of (locally) maximal volume, filled up by
+        rect_maxvol (GRAFT). ``tol``, ``max_iters`` and
         ``rank="auto"`` are maxvol's.
     row_norms : {"auto", "median", "unit"} or None, default="auto"
         How the lengths of the rows of X count (``gradients`` are used as
