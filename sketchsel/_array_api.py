@@ -12,6 +12,7 @@ import math
 import array_api_compat
 import numpy as np
 import scipy.sparse
+import sklearn
 from array_api_compat import (
     array_namespace,
     is_array_api_obj,
@@ -183,7 +184,8 @@ def check_array(X, *, name="X", backend=None):
         For sparse matrices and non-numeric data.
     ValueError
         For complex data, arrays that are not 2-D, empty arrays and
-        non-finite values (the message names the offending rows).
+        non-finite values (the message names the offending rows; not
+        checked under ``sklearn.config_context(assume_finite=True)``).
 
     Examples
     --------
@@ -215,7 +217,10 @@ def check_array(X, *, name="X", backend=None):
                 f"{name} is empty: found 0 {what}(s) (shape={tuple(X.shape)}) while a minimum "
                 f"of 1 is required."
             )
-    bad = _nonfinite_rows(X, xp)
+    # As in scikit-learn's check_array, assume_finite skips the check (of arrays validated
+    # already).
+    bad = np.empty(0, dtype=np.intp) if sklearn.get_config()["assume_finite"] else (
+        _nonfinite_rows(X, xp))
     if bad.size:
         shown = ", ".join(map(str, bad[:10])) + (", ..." if bad.size > 10 else "")
         raise ValueError(

@@ -295,6 +295,19 @@ def test_bad_input_is_a_clear_value_error(bad, match):
         FrequentDirections(2, backend="numpy").fit(bad)
 
 
+def test_assume_finite_skips_the_finiteness_check_as_in_scikit_learn():
+    import sklearn
+
+    from sketchsel._array_api import check_array
+
+    bad = np.array([[1.0, np.nan], [0.0, 1.0]])
+    with sklearn.config_context(assume_finite=True):
+        checked, _ = check_array(bad, backend="numpy")
+    assert checked is bad
+    with pytest.raises(ValueError, match=r"NaN or infinity in 1 row\(s\): \[0\]"):
+        FrequentDirections(2, backend="numpy").fit(bad)
+
+
 def test_sparse_and_text_input_are_type_errors():
     import scipy.sparse
 

@@ -630,3 +630,29 @@ def test_thinning_represents_on_a_fixed_rank_and_maxvol_on_the_quota(n_rows, n_f
         assert thinned.select().size == n_select
         maxvol = FastMaxVol(n_select=n_select, strategy="maxvol").fit(X)
         assert maxvol.rank_ == min(n_select, n_features)
+
+
+def test_thinning_follows_each_class_on_its_own_leading_directions():
+    """Exact SVD as the oracle: a class's directions, in the span of all the rows' sketch."""
+    from sklearn.utils import check_random_state
+
+    from sketchsel.selection._thinning import group_thinning, median_capped
+
+    rng = np.random.default_rng(5)
+    rank = 4
+    # Rank 7 < 2 * rank: the span of the sketch of all the rows (2 * rank directions) holds
+    # every row, so each class's leading directions in it are those of its exact SVD.
+    basis = np.linalg.qr(rng.standard_normal((30, 7)))[0]
+    y = rng.integers(0, 3, 600)
+    # Class 1 is long where the others are short: one set of directions for all chooses
+    # otherwise.
+    spectrum = np.where((y == 1)[:, None], np.linspace(1.0, 6.0, 7), np.linspace(6.0, 1.0, 7))
+    X = rng.standard_normal((600, 7)) * spectrum @ basis.T
+    selector = FastMaxVol(n_select=60, rank=rank, random_state=0).fit(X, y)
+    generator, expected = check_random_state(0), []
+    for label, quota in zip(selector.classes_, selector.class_quotas_):
+        rows = np.flatnonzero(y == label)
+        directions = np.linalg.svd(X[rows], full_matrices=False)[2][:rank].T
+        coordinates = median_capped(np, X[rows] @ directions)
+        expected.append(rows[group_thinning(np, coordinates, quota, generator)])
+    assert_array_equal(selector.select(), np.sort(np.concatenate(expected)))

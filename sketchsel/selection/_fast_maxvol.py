@@ -3,6 +3,7 @@
 from numbers import Integral, Real
 
 import numpy as np
+from sklearn import config_context
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
@@ -17,6 +18,7 @@ from .._array_api import (
 )
 from ..linalg._maxvol import _add_rows, _maxvol
 from ..sketch import FrequentDirections
+from ..sketch._shrink import _top_eigenpairs, gram64
 from ._base import BaseSelector, Reduced, resolve_n_select, row_lengths
 from ._docs import shared_docs
 from ._policy import build_plan
@@ -56,8 +58,7 @@ class FastMaxVol(BaseSelector):
     and cuts none. Under maxvol, below a fifth of a group's rows the
     defaults cut its longest tenth (``hard_cutoff``) and cap the rows at the
     median length (``row_norms``); from a fifth on, where a subset gains from
-    hard examples (Sorscher et al. 2022), they use the rows as given
-    (measurements: ``docs/guide.md``).
+    hard examples (Sorscher et al. 2022), they use the rows as given.
 
     Parameters
     ----------
@@ -67,11 +68,10 @@ class FastMaxVol(BaseSelector):
         representation: "thinning", from each of ``quota`` random groups of
         rows, the one that keeps the subset's mean on the data's (group
         thinning, :func:`~sketchsel.selection._thinning.group_thinning`),
-        O(N rank) after a Frequent Directions sketch of each group, linear in
-        N (O(N D rank); for small D, O(N D^2) and an O(D^3) eigh a group);
+        O(N rank) after one Frequent Directions sketch of all the rows, linear
+        in N (O(N D rank); for D up to 2,048, O(N D^2) and one O(D^3) eigh);
         "maxvol", the rows of (locally) maximal volume, filled up by
-        rect_maxvol (GRAFT). ``tol``, ``max_iters`` and
-        ``rank="auto"`` are maxvol's.
+        rect_maxvol (GRAFT). ``tol``, ``max_iters`` and ``rank="auto"`` are maxvol's.
     row_norms : {"auto", "median", "unit"} or None, default="auto"
         How the lengths of the rows of X count (``gradients`` are used as
         given). "median" scales every row longer than the median norm of the
@@ -100,8 +100,8 @@ class FastMaxVol(BaseSelector):
         With ``rank="auto"``: "smallest_below_eps" takes the smallest rank
         whose rows reproduce the mean gradient within ``eps`` (relative
         least-squares residual; the best one if none does), since the
-        residual vanishes once the rows span the gradients; "min_residual"
-        is the paper's rule, the best of ``n_rank_candidates`` random ranks.
+        residual vanishes once the rows span the gradients; "min_residual",
+        the paper's rule, the best of ``n_rank_candidates`` random ranks.
     eps : float, default=0.1
         Residual accepted by "smallest_below_eps".
     n_rank_candidates : int, default=3
@@ -145,8 +145,10 @@ class FastMaxVol(BaseSelector):
 
     Notes
     -----
-    The directions come from a :class:`~sketchsel.FrequentDirections` sketch
-    with ``2 * rank`` rows, so that X is read as a stream of rows.
+    The directions come from :class:`~sketchsel.FrequentDirections` sketches
+    of ``2 * rank`` rows, which read X as a stream: under maxvol one per
+    class; under thinning one of all the rows, in whose ``2 * rank``
+    directions each class then takes its own ``rank`` leading ones.
 
     Examples
     --------
@@ -254,8 +256,13 @@ class FastMaxVol(BaseSelector):
 
     def _reduce_array(self, X, xp, y):
         lengths = row_lengths(X)
-        return Reduced(rows=X, lengths=lengths, labels=y,
-                       fitted={"norm_cap_": self._norm_cap([lengths])})
+        cap = self._norm_cap([lengths])
+        if self.strategy == "thinning":
+            # Read as a source of one batch, so that an array and a source share one sketch;
+            # X is validated already.
+            with config_context(assume_finite=True):
+                return self._represent([(X, y)], lengths, y, cap)
+        return Reduced(rows=X, lengths=lengths, labels=y, fitted={"norm_cap_": cap})
 
     def _norm_cap(self, lengths):
         """The cap of ``row_norms="median"`` from the row lengths (in parts); None if unused."""
@@ -289,7 +296,7 @@ class FastMaxVol(BaseSelector):
         C = residuals = None
         if self.strategy == "thinning":
             rank = min(self._rank(n_select), n_features)
-            features = _representation(X, rank, represented)
+            features = _leading_coordinates(xp, X, rank)
             pivots = self._thin(features, group, rng)
         elif self.rank == "auto":
             # Leading directions in order, so that rank r uses the first r of them.
@@ -329,12 +336,13 @@ class FastMaxVol(BaseSelector):
         and the median are built (unless the budget is a count,
         ``row_norms`` None or "unit", ``hard_cutoff`` 0 and ``class_balance``
         None, where nothing needs them). Then one pass sketches the scaled
-        rows with Frequent Directions (one sketch per class, with class
-        balancing) and one projects them on the leading directions, so memory
-        is O(sketches + N * rank), never N x D; the choice is then the one
-        ``fit`` makes on the whole array. The class sketches are all held
-        during the sketching pass, each up to a D x D float64 Gram matrix
-        (Frequent Directions' route for D up to 2,048).
+        rows with Frequent Directions (see :meth:`_represent`) and one
+        projects them on the leading directions, so memory is
+        O(sketches + N * rank), never N x D; the choice is then the one
+        ``fit`` makes on the whole array. Under maxvol with class balancing
+        the class sketches are all held during the sketching pass, each up to
+        a D x D float64 Gram matrix (Frequent Directions' route for D up to
+        2,048).
         """
         if self.rank == "auto":
             raise ValueError(
@@ -358,19 +366,41 @@ class FastMaxVol(BaseSelector):
             raise empty_source_error()
         cap = self._norm_cap(lengths)
         lengths = np.concatenate(lengths)
-        y = labels_of_every_batch(labels, lengths.shape[0])
+        return self._represent(source, lengths, labels_of_every_batch(labels, lengths.shape[0]),
+                               cap)
+
+    def _represent(self, source, lengths, y, cap):
+        """The plan of the rows' ``lengths`` and labels ``y``, and the source's rows represented.
+
+        Under maxvol each class is represented on the leading directions of
+        its own sketch (its rank is its quota). Under thinning every row is
+        represented on all ``2 * rank`` directions of one sketch of all the
+        rows, and each class then on its own ``rank`` leading directions in
+        their span (:func:`_leading_coordinates`): a sketch of each class's
+        rows would cost a D x D eigendecomposition a class (the Gram route of
+        :class:`~sketchsel.FrequentDirections`), and one sketch's ``rank``
+        directions for every class lost to random subsets more often
+        (``docs/guide.md``). ``cap`` is the median norm of
+        ``row_norms="median"``.
+        """
         plan = build_plan(self, y, lengths, resolve_n_select(self.n_select, lengths.shape[0]))
-        codes = None
-        if plan.classes is not None:
-            codes = np.empty(lengths.shape[0], dtype=np.int64)
-            for index, group in enumerate(plan.groups):
-                codes[group.rows] = index
         cut = np.zeros(lengths.shape[0], dtype=bool)
         for group in plan.groups:
             cut[group.rows] = group.cut
-        features, labels, n_features = self._project(
-            source, codes, [group.quota for group in plan.groups],
-            [group.row_norms for group in plan.groups], cap, cut)
+        modes = [group.row_norms for group in plan.groups]
+        if self.strategy == "thinning":
+            # Under thinning every class has the same row_norms (row_norms_mode).
+            features, labels, n_features = self._project(
+                source, None, [sum(group.quota for group in plan.groups)],
+                modes[:1], cap, cut, span=True)
+        else:
+            codes = None
+            if plan.classes is not None:
+                codes = np.empty(lengths.shape[0], dtype=np.int64)
+                for index, group in enumerate(plan.groups):
+                    codes[group.rows] = index
+            features, labels, n_features = self._project(
+                source, codes, [group.quota for group in plan.groups], modes, cap, cut)
         if y is not None and not np.array_equal(labels, y):
             raise ValueError(
                 "The source yielded other labels in one pass than in the next; it must yield "
@@ -380,7 +410,7 @@ class FastMaxVol(BaseSelector):
         return Reduced(rows=features, lengths=lengths, labels=y, n_features=n_features,
                        fitted={"norm_cap_": cap}, plan=plan, represented=True)
 
-    def _project(self, source, codes, budgets, modes, cap, cut):
+    def _project(self, source, codes, budgets, modes, cap, cut, span=False):
         """Each group's scaled rows on the leading directions of its own sketch, and the labels.
 
         A group is a class (``codes`` gives each row's) or, without codes,
@@ -390,7 +420,9 @@ class FastMaxVol(BaseSelector):
         :meth:`_rank`'s and a group no wider than its rank
         is used as it is. The groups' widths differ: zero columns pad the
         narrower, and ``_representation`` takes each group's first ``rank``
-        columns back. Two passes: one sketches, one projects.
+        columns back. With ``span``, every direction of a sketch, ``2 * rank``,
+        is kept (see :meth:`_represent`). Two passes: one sketches, one
+        projects.
         """
         n_rows = None if cut is None else cut.shape[0]
 
@@ -405,16 +437,19 @@ class FastMaxVol(BaseSelector):
                 yield batch_labels, parts
 
         ranks = [self._rank(int(budget)) for budget in budgets]
+        kept = [2 * rank if span else rank for rank in ranks]
         sketches = {}
         for _, groups in scaled():
             for code, _, part in groups:
                 if budgets[code] == 0:
                     continue
                 if code not in sketches:
-                    sketches[code] = _directions_sketch(ranks[code], part.shape[1])
-                sketches[code].partial_fit(part)
+                    sketches[code] = _directions_sketch(ranks[code], part.shape[1],
+                                                        kept[code])
+                with config_context(assume_finite=True):  # _grouped validated the part
+                    sketches[code].partial_fit(part)
         n_features = next(iter(sketches.values())).n_features_in_
-        widths = {code: min(ranks[code], n_features) for code in sketches}
+        widths = {code: min(kept[code], n_features) for code in sketches}
         width = max(widths.values())
         features, labels = [], []
         for batch_labels, groups in scaled():
@@ -424,7 +459,8 @@ class FastMaxVol(BaseSelector):
                 if code not in sketches:
                     part = part[:, :0]  # a class without quota: never chosen from
                 elif widths[code] < n_features:
-                    part = sketches[code].transform(part)
+                    with config_context(assume_finite=True):
+                        part = sketches[code].transform(part)
                 if part.shape[1] < width:
                     pad = xp.zeros((part.shape[0], width - part.shape[1]), dtype=part.dtype,
                                    device=device(part))
@@ -476,16 +512,17 @@ def _reproduce_mean(xp, G, target, rows):
     return np.asarray(to_numpy(weights)), residual / norm if norm > 0 else 0.0
 
 
-def _directions_sketch(rank, n_features):
-    """The sketch whose ``rank`` leading directions represent rows of ``n_features``.
+def _directions_sketch(rank, n_features, n_components=None):
+    """The sketch of ``2 * rank`` rows whose leading directions represent rows of ``n_features``.
 
-    One for the rows in memory and for each group of a source's, so that both
-    represent the rows alike. The rows are already in their back-end's
-    namespace; the sketch follows it.
+    It keeps ``rank`` directions, or ``n_components``. One for the rows in
+    memory and for each group of a source's, so that both represent the rows
+    alike. The rows are already in their back-end's namespace; the sketch
+    follows it.
     """
-    return FrequentDirections(
-        min(n_features, 2 * rank), n_components=min(rank, n_features), backend="array_api"
-    )
+    return FrequentDirections(min(n_features, 2 * rank),
+                              n_components=min(n_components or rank, n_features),
+                              backend="array_api")
 
 
 def _scale(xp, X, row_norms, cap, cut):
@@ -499,6 +536,19 @@ def _scale(xp, X, row_norms, cap, cut):
         keep = xp.asarray(np.where(cut, 0.0, 1.0), device=device(X))
         X = X * xp.astype(keep, X.dtype)[:, None]
     return X
+
+
+def _leading_coordinates(xp, Z, rank):
+    """The rows of Z on its ``rank`` leading right singular directions, exactly.
+
+    Z is narrow (a class's coordinates in the span of a sketch of all the
+    rows, at most ``2 * rank`` columns), so its Gram matrix is small; Z
+    itself when it is no wider than ``rank``.
+    """
+    if Z.shape[1] <= rank:
+        return Z
+    _, directions, _ = _top_eigenpairs(xp, gram64(xp, Z), rank)
+    return Z @ xp.astype(directions, Z.dtype)
 
 
 def _representation(X, rank, represented, force=False):

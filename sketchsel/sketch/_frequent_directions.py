@@ -433,7 +433,7 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         """
         components = self.components_
         X, xp = self._validate(X, self._state_backend, reset=False)
-        return xp.astype(X, components.dtype) @ components.T
+        return xp.astype(X, components.dtype, copy=False) @ components.T
 
     def merge(self, other):
         """Absorb the sketch of another stream; ``other`` is left unchanged.
