@@ -366,8 +366,9 @@ def test_a_source_whose_passes_differ_is_refused_clearly():
                                                   random_state=0), 1)]
     + [(lambda: sketchsel.MomentMatchingSelector(n_select=0.1, sketch_size=8,
                                                   strategy="moments", random_state=0), 1)]
-    + [(lambda: FastMaxVol(n_select=0.1, random_state=0), n) for n in (1, 2, 3)]
-    + [(lambda: FastMaxVol(n_select=0.1, strategy="maxvol"), n) for n in (1, 2, 3)],
+    # rank=4: rows of 10 need a sketch, so FastMaxVol reads the source three times.
+    + [(lambda: FastMaxVol(n_select=0.1, rank=4, random_state=0), n) for n in (1, 2, 3)]
+    + [(lambda: FastMaxVol(n_select=0.1, rank=4, strategy="maxvol"), n) for n in (1, 2, 3)],
     ids=["agreement-1", "agreement-2", "agreement_diverse-1", "agreement_diverse-2", "moment-1",
          "moment_moments-1", "fast_maxvol-1", "fast_maxvol-2", "fast_maxvol-3", "maxvol-1",
          "maxvol-2", "maxvol-3"],
@@ -588,7 +589,7 @@ def test_class_balance_from_a_source_of_batches_equals_the_in_memory_choice(clas
         assert_array_equal(streamed.select(), in_memory.select())
 
 
-def test_a_source_is_read_in_three_passes_or_two_when_nothing_needs_the_first():
+def test_a_source_is_read_in_three_passes_or_two_when_nothing_needs_one():
     rng = np.random.default_rng(35)
     X, y = rng.standard_normal((300, 12)), np.arange(300) % 3
     passes = []
@@ -597,9 +598,14 @@ def test_a_source_is_read_in_three_passes_or_two_when_nothing_needs_the_first():
         passes.append(1)
         return ((X[i : i + 64], y[i : i + 64]) for i in range(0, 300, 64))
 
-    for params, expected in [({}, 3), ({"class_balance": None}, 3),
-                             ({"class_balance": None, "row_norms": None, "hard_cutoff": 0.0}, 2),
-                             ({"row_norms": None, "hard_cutoff": 0.0}, 3)]:
+    # rank=4: rows of 12 need a sketch. Without it, rows no wider than the directions
+    # kept (2 * 128 under thinning; under maxvol the rank, here the quota of 20) need none:
+    # the lengths, then the rows.
+    for params, expected in [({"rank": 4}, 3), ({"rank": 4, "class_balance": None}, 3),
+                             ({"rank": 4, "class_balance": None, "row_norms": None,
+                               "hard_cutoff": 0.0}, 2),
+                             ({"rank": 4, "row_norms": None, "hard_cutoff": 0.0}, 3),
+                             ({}, 2), ({"strategy": "maxvol", "class_balance": None}, 2)]:
         passes.clear()
         FastMaxVol(n_select=20, **params).fit(source)
         assert len(passes) == expected, params

@@ -334,7 +334,9 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
         selector that takes ``strategy="thinning"`` chooses so.
         """
         xp = array_namespace(rows)
-        kept = xp.take(rows, xp.asarray(group.kept, device=device(rows)), axis=0)
+        kept = rows
+        if group.kept.shape[0] < rows.shape[0]:  # a copy only when the cutoff left rows out
+            kept = xp.take(rows, xp.asarray(group.kept, device=device(rows)), axis=0)
         return group.kept[group_thinning(xp, median_capped(xp, kept), group.quota, rng)]
 
     def _maxvol_fallback(self, rows, quota):

@@ -261,7 +261,7 @@ class FastMaxVol(BaseSelector):
             # Read as a source of one batch, so that an array and a source share one sketch;
             # X is validated already.
             with config_context(assume_finite=True):
-                return self._represent([(X, y)], lengths, y, cap)
+                return self._represent([(X, y)], lengths, y, cap, X.shape[1])
         return Reduced(rows=X, lengths=lengths, labels=y, fitted={"norm_cap_": cap})
 
     def _norm_cap(self, lengths):
@@ -336,8 +336,9 @@ class FastMaxVol(BaseSelector):
         and the median are built (unless the budget is a count,
         ``row_norms`` None or "unit", ``hard_cutoff`` 0 and ``class_balance``
         None, where nothing needs them). Then one pass sketches the scaled
-        rows with Frequent Directions (see :meth:`_represent`) and one
-        projects them on the leading directions, so memory is
+        rows with Frequent Directions (see :meth:`_represent`; none when the
+        rows are no wider than the directions kept) and one projects them on
+        the leading directions, so memory is
         O(sketches + N * rank), never N x D; the choice is then the one
         ``fit`` makes on the whole array. Under maxvol with class balancing
         the class sketches are all held during the sketching pass, each up to
@@ -357,9 +358,11 @@ class FastMaxVol(BaseSelector):
             return Reduced(rows=features, lengths=np.zeros(features.shape[0]), labels=labels,
                            n_features=n_features, fitted={"norm_cap_": None},
                            represented=True)
-        lengths, labels = [], []
+        lengths, labels, n_features = [], [], None
         for rows, batch_labels in iter_batches(source):
-            lengths.append(row_lengths(check_array(rows, backend=self.backend)[0]))
+            rows = check_array(rows, backend=self.backend)[0]
+            n_features = rows.shape[1] if n_features is None else n_features
+            lengths.append(row_lengths(rows))
             if batch_labels is not None:
                 labels.append(batch_labels)
         if not lengths:
@@ -367,9 +370,9 @@ class FastMaxVol(BaseSelector):
         cap = self._norm_cap(lengths)
         lengths = np.concatenate(lengths)
         return self._represent(source, lengths, labels_of_every_batch(labels, lengths.shape[0]),
-                               cap)
+                               cap, n_features)
 
-    def _represent(self, source, lengths, y, cap):
+    def _represent(self, source, lengths, y, cap, n_features):
         """The plan of the rows' ``lengths`` and labels ``y``, and the source's rows represented.
 
         Under maxvol each class is represented on the leading directions of
@@ -381,7 +384,7 @@ class FastMaxVol(BaseSelector):
         :class:`~sketchsel.FrequentDirections`), and one sketch's ``rank``
         directions for every class lost to random subsets more often
         (``docs/guide.md``). ``cap`` is the median norm of
-        ``row_norms="median"``.
+        ``row_norms="median"``, ``n_features`` the width of the first batch.
         """
         plan = build_plan(self, y, lengths, resolve_n_select(self.n_select, lengths.shape[0]))
         cut = np.zeros(lengths.shape[0], dtype=bool)
@@ -392,7 +395,7 @@ class FastMaxVol(BaseSelector):
             # Under thinning every class has the same row_norms (row_norms_mode).
             features, labels, n_features = self._project(
                 source, None, [sum(group.quota for group in plan.groups)],
-                modes[:1], cap, cut, span=True)
+                modes[:1], cap, cut, n_features, span=True)
         else:
             codes = None
             if plan.classes is not None:
@@ -400,7 +403,8 @@ class FastMaxVol(BaseSelector):
                 for index, group in enumerate(plan.groups):
                     codes[group.rows] = index
             features, labels, n_features = self._project(
-                source, codes, [group.quota for group in plan.groups], modes, cap, cut)
+                source, codes, [group.quota for group in plan.groups], modes, cap, cut,
+                n_features)
         if y is not None and not np.array_equal(labels, y):
             raise ValueError(
                 "The source yielded other labels in one pass than in the next; it must yield "
@@ -410,7 +414,7 @@ class FastMaxVol(BaseSelector):
         return Reduced(rows=features, lengths=lengths, labels=y, n_features=n_features,
                        fitted={"norm_cap_": cap}, plan=plan, represented=True)
 
-    def _project(self, source, codes, budgets, modes, cap, cut, span=False):
+    def _project(self, source, codes, budgets, modes, cap, cut, n_features=None, span=False):
         """Each group's scaled rows on the leading directions of its own sketch, and the labels.
 
         A group is a class (``codes`` gives each row's) or, without codes,
@@ -422,7 +426,8 @@ class FastMaxVol(BaseSelector):
         narrower, and ``_representation`` takes each group's first ``rank``
         columns back. With ``span``, every direction of a sketch, ``2 * rank``,
         is kept (see :meth:`_represent`). Two passes: one sketches, one
-        projects.
+        projects; one when ``n_features``, the rows' width if known, is no
+        wider than what every group keeps, which needs no sketch.
         """
         n_rows = None if cut is None else cut.shape[0]
 
@@ -438,17 +443,21 @@ class FastMaxVol(BaseSelector):
 
         ranks = [self._rank(int(budget)) for budget in budgets]
         kept = [2 * rank if span else rank for rank in ranks]
-        sketches = {}
-        for _, groups in scaled():
-            for code, _, part in groups:
-                if budgets[code] == 0:
-                    continue
-                if code not in sketches:
-                    sketches[code] = _directions_sketch(ranks[code], part.shape[1],
-                                                        kept[code])
-                with config_context(assume_finite=True):  # _grouped validated the part
-                    sketches[code].partial_fit(part)
-        n_features = next(iter(sketches.values())).n_features_in_
+        chosen_from = [code for code, budget in enumerate(budgets) if budget]
+        if n_features is not None and all(kept[code] >= n_features for code in chosen_from):
+            sketches = dict.fromkeys(chosen_from)
+        else:
+            sketches = {}
+            for _, groups in scaled():
+                for code, _, part in groups:
+                    if budgets[code] == 0:
+                        continue
+                    if code not in sketches:
+                        sketches[code] = _directions_sketch(ranks[code], part.shape[1],
+                                                            kept[code])
+                    with config_context(assume_finite=True):  # _grouped validated the part
+                        sketches[code].partial_fit(part)
+            n_features = next(iter(sketches.values())).n_features_in_
         widths = {code: min(kept[code], n_features) for code in sketches}
         width = max(widths.values())
         features, labels = [], []
@@ -475,7 +484,8 @@ class FastMaxVol(BaseSelector):
             if batch_labels is not None:
                 labels.append(batch_labels)
         n_rows = sum(part.shape[0] for part in features)
-        return xp.concat(features, axis=0), labels_of_every_batch(labels, n_rows), n_features
+        features = features[0] if len(features) == 1 else xp.concat(features, axis=0)
+        return features, labels_of_every_batch(labels, n_rows), n_features
 
     def _dynamic_rank(self, xp, features, mean_gradient, largest, rng):
         """GRAFT's rank choice: the rows of rank r should reproduce the mean gradient."""
