@@ -20,6 +20,7 @@ from sketchsel._array_api import (
     check_array,
     gpu_available,
     resolve_backend,
+    row_norms,
     to_numpy,
 )
 
@@ -224,6 +225,14 @@ def test_selectors_choose_on_cupy_what_they_choose_on_numpy(make):
     assert on_gpu.select().tolist() == on_cpu.select().tolist()
 
 
+@given(arrays(np.float32, st.tuples(st.integers(1, 12), st.integers(1, 40)),
+              elements=st.floats(-1e3, 1e3, width=32, allow_subnormal=False)))
+def test_row_norms_are_the_rows_euclidean_norms_in_their_dtype(Z):
+    norms = row_norms(np, Z)
+    assert norms.dtype == Z.dtype
+    assert_allclose(norms, np.linalg.norm(Z.astype(np.float64), axis=1), rtol=1e-5, atol=1e-30)
+
+
 @given(
     arrays(np.float64, st.tuples(st.integers(1, 12), st.integers(1, 5)),
            elements=st.floats(-1e3, 1e3, allow_subnormal=False)),
@@ -240,7 +249,7 @@ def test_capped_rows_shorten_only_the_rows_above_the_cap_and_keep_their_directio
     assert_allclose(new_norms[~short], cap, rtol=1e-12)
     assert_allclose(capped[~short] * (norms[~short] / cap)[:, None], Z[~short], rtol=1e-9)
     # Norms the caller already has give the same rows.
-    assert_array_equal(capped_rows(np, Z, cap, np.linalg.norm(Z, axis=1)), capped)
+    assert_array_equal(capped_rows(np, Z, cap, row_norms(np, Z)), capped)
 
 
 @needs_gpu

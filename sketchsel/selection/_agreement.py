@@ -7,7 +7,7 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._array_api import array_namespace, check_array, device, to_numpy, unit_rows
+from .._array_api import array_namespace, check_array, device, row_norms, to_numpy, unit_rows
 from ..linalg import projection_block
 from ..linalg._projection import seed_from
 from ..sampling import weighted_sample_without_replacement
@@ -361,7 +361,7 @@ class AgreementSelector(BaseSelector):
             return np.argsort(-preference, kind="stable")[:n_select]
         # A zero projection has no direction: it adds nothing to the cover, so it
         # counts as redundant as a copy of a chosen row and comes last.
-        zero = np.asarray(to_numpy(xp.linalg.vector_norm(units, axis=1))) == 0
+        zero = np.asarray(to_numpy(row_norms(xp, units))) == 0
         penalty = np.where(zero, 1.0, -np.inf)
         picked = []
         gain = preference - self.diversity * np.maximum(penalty, 0.0)
@@ -476,7 +476,7 @@ class AgreementSelector(BaseSelector):
         for projections, labels, directions in self._batch_projections(source, directions,
                                                                        seed):
             xp = array_namespace(projections)
-            lengths = xp.linalg.vector_norm(projections, axis=1)
+            lengths = row_norms(xp, projections)
             yield unit_rows(xp, projections, lengths), lengths, labels, directions
 
     def _stored_projections(self, source, directions, n_rows, seed):

@@ -11,7 +11,14 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._array_api import array_namespace, check_array, device, resolve_backend, to_numpy
+from .._array_api import (
+    array_namespace,
+    check_array,
+    device,
+    resolve_backend,
+    row_norms,
+    to_numpy,
+)
 from .._config import BACKENDS
 from ..linalg._projection import seed_from
 from ._policy import as_labels, build_plan, check_label_count
@@ -36,9 +43,7 @@ def resolve_n_select(n_select, n_samples):
 
 def row_lengths(rows):
     """The rows' Euclidean lengths, in float64 on the host: what the hard cutoff reads."""
-    xp = array_namespace(rows)
-    # vecdot, not vector_norm: a fifth of the time on NumPy, one pass over the rows.
-    return np.asarray(to_numpy(xp.sqrt(xp.vecdot(rows, rows))), dtype=np.float64)
+    return np.asarray(to_numpy(row_norms(array_namespace(rows), rows)), dtype=np.float64)
 
 
 def batch_seed(random_state, method):

@@ -16,7 +16,7 @@ hardness rules pick. O(n * d) time, O(d) memory besides the rows.
 import numpy as np
 from array_api_compat import is_numpy_namespace
 
-from .._array_api import capped_rows, device, median_norm, to_numpy
+from .._array_api import capped_rows, device, median_norm, row_norms, to_numpy
 
 # Costs closer than this, relative to their terms, are a tie, which goes to the first row
 # visited: the first group's two rows cost exactly alike, and rounding must not decide.
@@ -33,7 +33,7 @@ def median_capped(xp, rows):
     cut instead loses the majority rows nearest the minority
     (``benchmarks/results/bench_quality.md``).
     """
-    norms = xp.linalg.vector_norm(rows, axis=1)
+    norms = row_norms(xp, rows)
     cap = median_norm([norms])
     return rows if cap is None else capped_rows(xp, rows, cap, norms)
 

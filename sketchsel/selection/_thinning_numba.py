@@ -11,33 +11,38 @@ from numba import njit
 def thin(rows, order, bounds, out, tie):
     """Fill ``out`` with one row of each group of ``order[bounds[j]:bounds[j + 1]]``.
 
-    The running difference is kept in float64; each group is read twice,
-    once for its mean and once for the costs. Costs within ``tie`` of each
-    other, relative to their terms, are a tie, which goes to the first row
-    visited (an argument, not a global, so that Numba's cache cannot keep
-    an old value).
+    The running difference is kept in float64; each group's rows are
+    gathered once into a float64 block, which its mean and its costs read
+    (the rows are visited in random order, so a second gather would read
+    memory again). Costs within ``tie`` of each other, relative to their
+    terms, are a tie, which goes to the first row visited (an argument, not
+    a global, so that Numba's cache cannot keep an old value).
     """
     n_features = rows.shape[1]
     difference = np.zeros(n_features)
-    total = np.zeros(n_features)
+    largest = 0
     for group in range(bounds.shape[0] - 1):
-        start, stop = bounds[group], bounds[group + 1]
-        total[:] = 0.0
-        for p in range(start, stop):
-            for c in range(n_features):
-                total[c] += rows[order[p], c]
+        largest = max(largest, bounds[group + 1] - bounds[group])
+    block = np.empty((largest, n_features))
+    for group in range(bounds.shape[0] - 1):
+        start, size = bounds[group], bounds[group + 1] - bounds[group]
+        for i in range(size):
+            block[i, :] = rows[order[start + i], :]
         for c in range(n_features):
-            difference[c] -= total[c] / (stop - start)
-        best, best_cost = order[start], np.inf
-        for p in range(start, stop):
+            total = 0.0
+            for i in range(size):
+                total += block[i, c]
+            difference[c] -= total / size
+        best, best_cost = 0, np.inf
+        for i in range(size):
             cost, scale = 0.0, 0.0
             for c in range(n_features):
-                value = rows[order[p], c]
+                value = block[i, c]
                 cost += value * (2.0 * difference[c] + value)
                 scale += value * value + abs(2.0 * value * difference[c])
-            if p == start or cost < best_cost - tie * (scale + abs(best_cost)):
-                best, best_cost = order[p], cost
+            if i == 0 or cost < best_cost - tie * (scale + abs(best_cost)):
+                best, best_cost = i, cost
         for c in range(n_features):
-            difference[c] += rows[best, c]
-        out[group] = best
+            difference[c] += block[best, c]
+        out[group] = order[start + best]
     return out
