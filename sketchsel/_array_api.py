@@ -268,4 +268,9 @@ def capped_rows(xp, Z, cap, norms=None):
     """
     if norms is None:
         norms = row_norms(xp, Z)
-    return Z * (cap / xp.maximum(norms, cap))[:, None]
+    return Z * cap_factors(xp, norms, cap)[:, None]
+
+
+def cap_factors(xp, norms, cap):
+    """The factor that scales each row of the given norms down to ``cap > 0``, or 1."""
+    return cap / xp.maximum(norms, cap)

@@ -225,8 +225,10 @@ def test_selectors_choose_on_cupy_what_they_choose_on_numpy(make):
     assert on_gpu.select().tolist() == on_cpu.select().tolist()
 
 
+# Entries whose squares are normal float32 numbers: smaller ones underflow in any float32
+# norm (NumPy's vector_norm too).
 @given(arrays(np.float32, st.tuples(st.integers(1, 12), st.integers(1, 40)),
-              elements=st.floats(-1e3, 1e3, width=32, allow_subnormal=False)))
+              elements=st.floats(-1e3, 1e3, width=32).filter(lambda v: v == 0 or abs(v) > 1e-18)))
 def test_row_norms_are_the_rows_euclidean_norms_in_their_dtype(Z):
     norms = row_norms(np, Z)
     assert norms.dtype == Z.dtype

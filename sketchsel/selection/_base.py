@@ -23,7 +23,7 @@ from .._config import BACKENDS
 from ..linalg._projection import seed_from
 from ._policy import as_labels, build_plan, check_label_count
 from ._sources import is_batch_source
-from ._thinning import group_thinning, median_capped
+from ._thinning import group_thinning, median_cap
 
 
 def resolve_n_select(n_select, n_samples):
@@ -335,14 +335,14 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
         Group thinning (:func:`~sketchsel.selection._thinning.group_thinning`)
         of the rows the hard cutoff keeps, on the selector's representation
         of them, every row capped at the median length of those rows
-        (:func:`~sketchsel.selection._thinning.median_capped`); every
+        (:func:`~sketchsel.selection._thinning.median_cap`); every
         selector that takes ``strategy="thinning"`` chooses so.
         """
         xp = array_namespace(rows)
         kept = rows
         if group.kept.shape[0] < rows.shape[0]:  # a copy only when the cutoff left rows out
             kept = xp.take(rows, xp.asarray(group.kept, device=device(rows)), axis=0)
-        return group.kept[group_thinning(xp, median_capped(xp, kept), group.quota, rng)]
+        return group.kept[group_thinning(xp, kept, group.quota, rng, median_cap(xp, kept))]
 
     def _maxvol_fallback(self, rows, quota):
         """Positions of ``quota`` of ``rows`` chosen by FastMaxVol: ``fallback="maxvol"``.

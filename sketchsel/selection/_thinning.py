@@ -16,26 +16,28 @@ hardness rules pick. O(n * d) time, O(d) memory besides the rows.
 import numpy as np
 from array_api_compat import is_numpy_namespace
 
-from .._array_api import capped_rows, device, median_norm, row_norms, to_numpy
+from .._array_api import cap_factors, device, median_norm, row_norms, to_numpy
 
 # Costs closer than this, relative to their terms, are a tie, which goes to the first row
 # visited: the first group's two rows cost exactly alike, and rounding must not decide.
 TIE = 1e-12
 
 
-def median_capped(xp, rows):
-    """The rows, each longer than the median non-zero length scaled down to it.
+def median_cap(xp, rows):
+    """The factor of each row that caps it at the median non-zero length; None if all are 0.
 
     What thinning follows: a row's pull on the running sum is its length, so
     uncapped the longest gradients (hard examples and wrong labels, the
     rows a hard cutoff would drop) steer the walk. Capped, they stay
     eligible but pull no harder than a typical row; on imbalanced data a
     cut instead loses the majority rows nearest the minority
-    (``benchmarks/results/bench_quality.md``).
+    (``benchmarks/results/bench_quality.md``). The walk applies the factors
+    as it reads the rows (``group_thinning``'s ``scale``), so no capped copy
+    is made.
     """
     norms = row_norms(xp, rows)
     cap = median_norm([norms])
-    return rows if cap is None else capped_rows(xp, rows, cap, norms)
+    return None if cap is None else cap_factors(xp, norms, cap)
 
 
 def group_bounds(n_rows, n_groups):
@@ -43,7 +45,7 @@ def group_bounds(n_rows, n_groups):
     return (np.arange(n_groups + 1, dtype=np.int64) * n_rows) // n_groups
 
 
-def group_thinning(xp, rows, n_select, rng):
+def group_thinning(xp, rows, n_select, rng, scale=None):
     """Positions of ``n_select`` of ``rows`` chosen by group thinning.
 
     Parameters
@@ -57,6 +59,10 @@ def group_thinning(xp, rows, n_select, rng):
         Rows to choose, ``1 <= n_select <= n_rows``.
     rng : numpy.random.RandomState or numpy.random.Generator
         Draws the order in which the rows are visited.
+    scale : array of shape (n_rows,) or None, default=None
+        A factor for each row, in the rows' dtype: the walk follows
+        ``rows * scale[:, None]`` (the median cap, :func:`median_cap`)
+        without making that copy.
 
     Returns
     -------
@@ -80,9 +86,10 @@ def group_thinning(xp, rows, n_select, rng):
     if is_numpy_namespace(xp):
         from ._thinning_numba import thin
 
+        scale = np.ones(n_rows, dtype=rows.dtype) if scale is None else np.asarray(scale)
         return thin(np.ascontiguousarray(rows), order, bounds, np.empty(n_select, np.int64),
-                    TIE)
-    return _thin_reference(xp, rows, order, bounds)
+                    TIE, scale)
+    return _thin_reference(xp, rows if scale is None else rows * scale[:, None], order, bounds)
 
 
 def _thin_reference(xp, rows, order, bounds):

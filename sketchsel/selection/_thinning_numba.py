@@ -8,13 +8,14 @@ from numba import njit
 
 
 @njit(cache=True)
-def thin(rows, order, bounds, out, tie):
+def thin(rows, order, bounds, out, tie, factors):
     """Fill ``out`` with one row of each group of ``order[bounds[j]:bounds[j + 1]]``.
 
-    The running difference is kept in float64; each group's rows are
-    gathered once into a float64 block, which its mean and its costs read
-    (the rows are visited in random order, so a second gather would read
-    memory again). Costs within ``tie`` of each other, relative to their
+    The walk follows ``rows * factors[:, None]``, each product in the rows'
+    dtype. The running difference is kept in float64; each group's rows are
+    gathered (and scaled) once into a float64 block, which its mean and its
+    costs read (the rows are visited in random order, so a second gather
+    would read memory again). Costs within ``tie`` of each other, relative to their
     terms, are a tie, which goes to the first row visited (an argument, not
     a global, so that Numba's cache cannot keep an old value).
     """
@@ -27,7 +28,10 @@ def thin(rows, order, bounds, out, tie):
     for group in range(bounds.shape[0] - 1):
         start, size = bounds[group], bounds[group + 1] - bounds[group]
         for i in range(size):
-            block[i, :] = rows[order[start + i], :]
+            row = order[start + i]
+            factor = factors[row]
+            for c in range(n_features):
+                block[i, c] = rows[row, c] * factor
         for c in range(n_features):
             total = 0.0
             for i in range(size):
