@@ -47,8 +47,9 @@ def test_top_scores_are_kept_with_ties_to_the_lower_index():
     selector = AgreementSelector(n_select=30, sketch_size=64, strategy="top").fit(G)
     order = np.argsort(-selector.scores_, kind="stable")
     assert_array_equal(selector.select(), np.sort(order[:30]))
-    # Equal scores (rows along one direction, any length): the lowest indices win.
-    same = np.outer(np.arange(1.0, 21.0), G[0])
+    # Equal scores (rows along one direction, lengths apart by powers of two, so that
+    # their unit rows are equal to the last bit): the lowest indices win.
+    same = np.outer(2.0 ** np.arange(20), G[0])
     assert_array_equal(AgreementSelector(n_select=3, strategy="top").fit(same).select(), [0, 1, 2])
 
 
@@ -195,8 +196,10 @@ def test_a_source_must_repeat_itself():
         calls.append(None)
         return iter([G[: 100 - 10 * len(calls)]])
 
+    # A sketch narrower than the rows: a pass to sketch, then one to project. (With as
+    # many directions as features the source is read once, and nothing can disagree.)
     with pytest.raises(ValueError, match="90 rows in one pass and 80 in the next"):
-        AgreementSelector(n_select=5).fit(shrinking_source)
+        AgreementSelector(n_select=5, sketch_size=8).fit(shrinking_source)
 
 
 def test_a_growing_source_and_a_failed_fit_leave_nothing_behind():
@@ -208,7 +211,7 @@ def test_a_growing_source_and_a_failed_fit_leave_nothing_behind():
         return iter([G[: 40 + 20 * len(calls)]])
 
     with pytest.raises(ValueError, match="60 rows in one pass and more in the next"):
-        AgreementSelector(n_select=5).fit(growing_source)
+        AgreementSelector(n_select=5, sketch_size=8).fit(growing_source)
     selector = AgreementSelector(n_select=500)
     with pytest.raises(ValueError, match="n_select=500 is larger"):
         selector.fit(lambda: iter([G]))

@@ -13,6 +13,7 @@ from ..linalg._projection import seed_from
 from ..sampling import weighted_sample_without_replacement
 from ..sketch import FrequentDirections
 from ..sketch._dask import map_row_blocks, validated_dtype
+from ..sketch._shrink import weighted_sum64
 from ._base import BaseSelector, Reduced, batch_seed, row_lengths
 from ._docs import shared_docs
 from ._policy import class_labels, resolve_class_balance
@@ -310,7 +311,25 @@ class AgreementSelector(BaseSelector):
         k = min(self.sketch_size, n_features)
         if self.projection == "gaussian":
             return projection_block(0, n_features, k, kind="gaussian", seed=seed, like=like).T
+        if self._keeps_every_direction(n_features):
+            xp = array_namespace(like)
+            return xp.eye(n_features, dtype=like.dtype, device=device(like))
         return FrequentDirections(k, backend="array_api").fit(rows).components_
+
+    def _keeps_every_direction(self, n_features):
+        """Whether the "fd" projection keeps all ``n_features`` directions: the identity serves.
+
+        A sketch with as many directions as features spans them all, so its
+        directions only rotate the rows, which changes no length, no cosine
+        and no choice; neither the sketch nor the product is computed.
+        """
+        return self.projection == "fd" and n_features <= self.sketch_size
+
+    def _projected(self, rows, directions):
+        """The rows on the directions (of ``_directions``): the rows themselves for the identity."""
+        if self._keeps_every_direction(rows.shape[1]):
+            return rows
+        return rows @ array_namespace(rows).astype(directions, rows.dtype).T
 
     def _compares_rows(self):
         return self.strategy == "diverse" and self.diversity > 0
@@ -321,27 +340,28 @@ class AgreementSelector(BaseSelector):
 
     def _reduce_array(self, X, xp, y):
         directions = self._directions(X, seed_from(self.random_state), X)
-        projections = X @ directions.T
+        projections = self._projected(X, directions)
         return Reduced(rows=projections, lengths=row_lengths(projections), labels=y,
                        fitted={"components_": directions})
 
     def _choose_group(self, projections, group, data, rng):
-        xp = None
+        xp, units, lengths = None, None, data.lengths[group.rows]
         if projections is None:  # scored by the passes over a source or a Dask array
-            units, scores = None, data.scores[group.rows]
+            scores = data.scores[group.rows]
         else:
             xp = array_namespace(projections)
-            units = unit_rows(xp, projections)
-            scores = _agreement(xp, units)
+            scores = _agreement(xp, projections, lengths)
         kept = group.kept
         if self.strategy == "thinning":
-            return self._thin(projections, group, rng), scores, {}
+            return self._thin(projections, group, rng, lengths), scores, {}
         if group.falls_back:
             rows = xp.take(projections, xp.asarray(kept, device=device(projections)), axis=0)
             picked = self._maxvol_fallback(rows, group.quota)
         else:
-            if units is not None and kept.size < group.rows.size:
-                units = xp.take(units, xp.asarray(kept, device=device(units)), axis=0)
+            if projections is not None and self._compares_rows():
+                units = unit_rows(xp, projections)
+                if kept.size < group.rows.size:
+                    units = xp.take(units, xp.asarray(kept, device=device(units)), axis=0)
             # Higher is preferred: the scores, or their negatives for hard examples.
             sign = 1.0 if group.easy else -1.0
             picked = self._pick(xp, units, sign * scores[kept], group.quota, rng)
@@ -393,11 +413,13 @@ class AgreementSelector(BaseSelector):
         if self.projection == "fd":
             sketch, n_rows = sketch_source(
                 source,
-                lambda n_features: FrequentDirections(self.sketch_size, backend=self.backend),
+                lambda n_features: None if self._keeps_every_direction(n_features)
+                else FrequentDirections(self.sketch_size, backend=self.backend),
                 self.backend,
             )
             # Only the directions are kept: the sketch's state is freed before pass 2.
-            directions = sketch.components_
+            # No sketch: every direction is kept, and pass 2 makes the identity.
+            directions = None if sketch is None else sketch.components_
             del sketch
         fitted = {"components_": directions}
         if self.store_projections:
@@ -428,16 +450,15 @@ class AgreementSelector(BaseSelector):
             X = X.compute_chunk_sizes()
         n_features = X.shape[1]
         dtype = validated_dtype(X)
-        if self.projection == "fd":
+        if self.projection == "fd" and not self._keeps_every_direction(n_features):
             sketch = FrequentDirections(self.sketch_size, backend="numpy").fit(X)
             directions = np.asarray(to_numpy(sketch.components_))
         else:
             like = np.empty((0, n_features), dtype=dtype)
             directions = self._directions(like, seed_from(self.random_state))
         fitted = {"components_": directions}
-        projections = map_row_blocks(
-            X, lambda rows: rows @ directions.T.astype(rows.dtype), directions.shape[0]
-        )
+        projections = map_row_blocks(X, lambda rows: self._projected(rows, directions),
+                                     directions.shape[0])
         if self._reads_rows():
             # The cover and thinning read the rows' projections: they travel
             # (N x n_directions), never the rows themselves.
@@ -468,8 +489,7 @@ class AgreementSelector(BaseSelector):
             rows, xp = check_array(rows, backend=self.backend)
             if directions is None:
                 directions = self._directions(rows, seed)
-            projections = rows @ xp.astype(directions, rows.dtype).T
-            yield projections, labels, directions
+            yield self._projected(rows, directions), labels, directions
 
     def _batch_units(self, source, directions, seed):
         """Pass over a source: (unit projections, the projections' lengths, labels), directions."""
@@ -555,14 +575,20 @@ def _groups(labels, n_rows):
     return [(key, np.flatnonzero(labels == key)) for key in np.unique(labels)]
 
 
-def _agreement(xp, units):
-    """Cosine of each unit row with the normalised mean of the rows (0 if the mean is 0).
+def _agreement(xp, rows, lengths):
+    """Cosine of each row with the normalised sum of the unit rows (0 if either is 0).
 
-    The mean is summed in float64 without a float64 copy of the rows.
+    ``lengths`` are the rows' norms (float64, on the host). The sum is
+    ``(1 / lengths) @ rows`` in float64 (:func:`~sketchsel.sketch._shrink.weighted_sum64`)
+    and the cosines ``(rows @ consensus) / lengths``: two passes over the
+    rows, and no unit copy of them.
     """
-    total = xp.sum(units, axis=0, dtype=xp.float64)
+    inverse = np.divide(1.0, lengths, out=np.zeros_like(lengths), where=lengths > 0)
+    weights = xp.asarray(inverse, dtype=rows.dtype, device=device(rows))
+    total = weighted_sum64(xp, weights, rows)
     norm = float(xp.linalg.vector_norm(total))
-    if norm == 0:
-        return np.zeros(units.shape[0])
-    consensus = xp.astype(total / norm, units.dtype)
-    return np.asarray(to_numpy(units @ consensus), dtype=np.float64)
+    # A sum within its round-off (each unit row is off by about eps) has no direction.
+    if norm <= rows.shape[0] * float(xp.finfo(rows.dtype).eps):
+        return np.zeros(rows.shape[0])
+    consensus = xp.astype(total / norm, rows.dtype)
+    return np.asarray(to_numpy(rows @ consensus), dtype=np.float64) * inverse

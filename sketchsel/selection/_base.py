@@ -329,20 +329,23 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
         """
         raise NotImplementedError
 
-    def _thin(self, rows, group, rng):
+    def _thin(self, rows, group, rng, norms=None):
         """Positions of the group's quota among its ``rows``: ``strategy="thinning"``.
 
         Group thinning (:func:`~sketchsel.selection._thinning.group_thinning`)
         of the rows the hard cutoff keeps, on the selector's representation
         of them, every row capped at the median length of those rows
         (:func:`~sketchsel.selection._thinning.median_cap`); every
-        selector that takes ``strategy="thinning"`` chooses so.
+        selector that takes ``strategy="thinning"`` chooses so. ``norms``:
+        the rows' norms, where the selector has them already.
         """
         xp = array_namespace(rows)
         kept = rows
         if group.kept.shape[0] < rows.shape[0]:  # a copy only when the cutoff left rows out
             kept = xp.take(rows, xp.asarray(group.kept, device=device(rows)), axis=0)
-        return group.kept[group_thinning(xp, kept, group.quota, rng, median_cap(xp, kept))]
+            norms = None if norms is None else norms[group.kept]
+        factors = median_cap(xp, kept, norms)
+        return group.kept[group_thinning(xp, kept, group.quota, rng, factors)]
 
     def _maxvol_fallback(self, rows, quota):
         """Positions of ``quota`` of ``rows`` chosen by FastMaxVol: ``fallback="maxvol"``.

@@ -326,7 +326,7 @@ class MomentMatchingSelector(BaseSelector):
 
     def _choose_group(self, sketch, group, data, rng):
         if self.strategy == "thinning":
-            return self._thin(sketch, group, rng), None, {}
+            return self._thin(sketch, group, rng, data.lengths[group.rows]), None, {}
         xp = array_namespace(sketch)
         if group.cut.any():
             sketch = xp.take(sketch, xp.asarray(group.kept, device=device(sketch)), axis=0)

@@ -88,22 +88,26 @@ def sketch_source(source, make_sketch, backend):
         Re-iterable source of batches (see :func:`iter_batches`).
     make_sketch : callable
         ``make_sketch(n_features)`` returns the empty sketch, built once the
-        first batch tells the number of features.
+        first batch tells the number of features, or None when the rows
+        need no sketch: the pass then stops at the first batch.
     backend : str or None
         Back-end for validating the batches.
 
     Returns
     -------
-    sketch : object
-        The sketch after ``partial_fit`` on every batch.
+    sketch : object or None
+        The sketch after ``partial_fit`` on every batch; None when
+        ``make_sketch`` gave none.
     n_rows : int
-        Rows seen.
+        Rows seen; 0 without a sketch.
     """
     sketch, n_rows = None, 0
     for rows, _ in iter_batches(source):
         rows, _ = check_array(rows, backend=backend)
         if sketch is None:
             sketch = make_sketch(rows.shape[1])
+            if sketch is None:
+                return None, 0
         sketch.partial_fit(rows)
         n_rows += rows.shape[0]
     if sketch is None:

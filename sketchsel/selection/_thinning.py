@@ -23,7 +23,7 @@ from .._array_api import cap_factors, device, median_norm, row_norms, to_numpy
 TIE = 1e-12
 
 
-def median_cap(xp, rows):
+def median_cap(xp, rows, norms=None):
     """The factor of each row that caps it at the median non-zero length; None if all are 0.
 
     What thinning follows: a row's pull on the running sum is its length, so
@@ -33,9 +33,14 @@ def median_cap(xp, rows):
     cut instead loses the majority rows nearest the minority
     (``benchmarks/results/bench_quality.md``). The walk applies the factors
     as it reads the rows (``group_thinning``'s ``scale``), so no capped copy
-    is made.
+    is made. ``norms``: the rows' norms where the caller has them already
+    (float64 on the host, cast back to the rows' dtype: the norms computed
+    in that dtype, exactly).
     """
-    norms = row_norms(xp, rows)
+    if norms is None:
+        norms = row_norms(xp, rows)
+    else:
+        norms = xp.asarray(norms, dtype=rows.dtype, device=device(rows))
     cap = median_norm([norms])
     return None if cap is None else cap_factors(xp, norms, cap)
 

@@ -143,12 +143,27 @@ def gram64(xp, rows):
     short (round-off grows with the number of terms) while the products keep
     matrix-multiply speed; the partial sums are added in float64.
     """
-    n, d = rows.shape
-    gram = xp.zeros((d, d), dtype=xp.float64, device=device(rows))
+    return _sum64(xp, rows, lambda piece, _: piece.T @ piece, (rows.shape[1],) * 2)
+
+
+def weighted_sum64(xp, weights, rows):
+    """``weights @ rows`` in float64, from products in the rows' dtype, as :func:`gram64`.
+
+    ``weights`` is a vector of the rows' dtype, one weight a row.
+    """
+    return _sum64(xp, rows, lambda piece, part: part @ piece,
+                  (rows.shape[1],), weights)
+
+
+def _sum64(xp, rows, product, shape, weights=None):
+    """The float64 sum of ``product(piece, weights of its rows)`` over pieces of ``_GRAM_ROWS`` rows."""
+    n = rows.shape[0]
+    total = xp.zeros(shape, dtype=xp.float64, device=device(rows))
     for start in range(0, n, _GRAM_ROWS):
-        piece = rows[start : min(start + _GRAM_ROWS, n), :]
-        gram = gram + xp.astype(piece.T @ piece, xp.float64, copy=False)
-    return gram
+        stop = min(start + _GRAM_ROWS, n)
+        part = None if weights is None else weights[start:stop]
+        total = total + xp.astype(product(rows[start:stop, :], part), xp.float64, copy=False)
+    return total
 
 
 def shrink(xp, sketch, blocks, sketch_rows):
