@@ -5,6 +5,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from array_api_compat import is_dask_array
+from sklearn import config_context
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, _fit_context
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -200,8 +201,10 @@ class BaseSelector(OneToOneFeatureMixin, BaseEstimator):
             data = self._read_array(X, y, row_data)
         xp = None
         if data.rows is not None:
-            data.rows, xp = check_array(data.rows, backend=resolve_backend(self.backend,
-                                                                          data.rows))
+            # Into the back-end's namespace; the rows were computed from validated data.
+            with config_context(assume_finite=True):
+                data.rows, xp = check_array(data.rows, backend=resolve_backend(self.backend,
+                                                                              data.rows))
         if data.n_features is not None:
             self.n_features_in_ = data.n_features
         n_samples = data.lengths.shape[0]
