@@ -6,7 +6,11 @@ Run from the repository root (needs the dask extra):
     python benchmarks/bench_dask.py --quick   # 100,000 rows instead of 1,000,000
 
 Data: N x 256 float32 per-example "gradients" (a rank-32 signal plus noise), generated
-block by block (25,000 rows) by the workers, so that it never exists in one place.
+block by block (25,000 rows) by the workers, so that it never exists in one place, and
+ten classes as a NumPy array of labels. Estimators: one Frequent Directions pass and the
+selectors that take Dask arrays, with their defaults (each balances by class and thins
+each class's representation, which travels to the client: N x 256 numbers here, where
+the sketch keeps every direction).
 Cluster: a LocalCluster of 2 worker processes, 1 thread each, with a memory limit per
 worker of 700 MiB, below the size of the data (N = 1,000,000: 977 MiB); a worker that
 passes 95% of it is killed. Single process:
@@ -27,15 +31,20 @@ N_FEATURES = 256
 CHUNK = 25_000
 WORKER_MEMORY = "700MiB"
 
+# name: (make, whether it takes the labels)
 ESTIMATORS = {
-    "FrequentDirections(128).fit": lambda: __import__("sketchsel").FrequentDirections(128),
-    "AgreementSelector(0.1, sketch_size=128, strategy='top').fit": lambda: __import__(
-        "sketchsel").AgreementSelector(n_select=0.1, sketch_size=128, strategy="top"),
-    # The program, as bench_dask.md measured it before thinning became the default.
-    "MomentMatchingSelector(0.1, sketch_size=64).fit": lambda: __import__(
-        "sketchsel").MomentMatchingSelector(n_select=0.1, sketch_size=64, strategy="moments",
-                                             random_state=0),
+    "FrequentDirections(128).fit(X)": (lambda: __import__("sketchsel").FrequentDirections(128),
+                                       False),
+    "AgreementSelector().fit(X, y)": (lambda: __import__("sketchsel").AgreementSelector(
+        random_state=0), True),
+    "MomentMatchingSelector().fit(X, y)": (lambda: __import__(
+        "sketchsel").MomentMatchingSelector(random_state=0), True),
 }
+
+
+def labels(n):
+    """Ten classes, one label a row: a NumPy array on the client (8 bytes a row)."""
+    return np.random.default_rng(2).integers(0, 10, n)
 
 
 def data(n):
@@ -54,9 +63,10 @@ def peak_mib():
 
 def _single(name, n, queue):
     X = data(n).compute(scheduler="synchronous")
-    estimator = ESTIMATORS[name]()
+    make, labelled = ESTIMATORS[name]
+    estimator = make()
     start = time.perf_counter()
-    estimator.fit(X)
+    estimator.fit(X, labels(n) if labelled else None)
     queue.put((time.perf_counter() - start, peak_mib()))
 
 
@@ -86,11 +96,11 @@ def bench(size):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       memory_limit=WORKER_MEMORY, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        for name, make in ESTIMATORS.items():
+        for name, (make, labelled) in ESTIMATORS.items():
             client.restart()
-            X = data(n)
+            X, y = data(n), labels(n) if labelled else None
             start = time.perf_counter()
-            make().fit(X)
+            make().fit(X, y)
             elapsed = time.perf_counter() - start
             peaks = sorted(client.run(peak_mib).values())
             alone, alone_peak = single_process(name, n)

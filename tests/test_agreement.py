@@ -546,3 +546,53 @@ def test_the_fallback_is_decided_per_class_at_a_fifth_and_only_for_the_cover():
     for strategy in ("thinning", "top", "stratified", "proportional"):
         chosen = AgreementSelector(n_select=0.5, strategy=strategy, random_state=0).fit(G)
         assert chosen.fallback_used_ is False
+
+
+@pytest.mark.parametrize("strategy", ["thinning", "top", "diverse"])
+def test_keeping_every_direction_chooses_as_the_exact_rotation_without_one(strategy):
+    # With as many directions as features the FD projection is a rotation: the fit uses
+    # the rows as they are (components_ the identity) and must choose what it chooses on
+    # the rows rotated by the exact right singular vectors, the projection it skips.
+    G = gradients(n=400, d=24, rank=24, seed=21)
+    y = np.arange(400) % 3
+    V = np.linalg.svd(G, full_matrices=False)[2]
+    params = dict(n_select=40, strategy=strategy, random_state=0)
+    fast = AgreementSelector(**params).fit(G, y)
+    rotated = AgreementSelector(**params).fit(G @ V.T, y)
+    assert_array_equal(fast.components_, np.eye(24))
+    assert_array_equal(fast.project(G), G)
+    assert_array_equal(fast.select(), rotated.select())
+    assert_allclose(fast.scores_, exact_scores(G, y), atol=1e-8)
+    assert_allclose(rotated.scores_, fast.scores_, atol=1e-8)
+
+
+# Every direction kept: the first batch tells the width, and one pass projects; else a
+# pass sketches and one projects.
+@pytest.mark.parametrize(("sketch_size", "rows_read"), [(24, 50 + 300), (8, 2 * 300)])
+def test_a_source_is_projected_in_one_pass_when_every_direction_is_kept(sketch_size, rows_read):
+    G = gradients(n=300, d=24, rank=24, seed=22)
+    y = np.arange(300) % 2
+    read = []
+
+    def source():
+        for i in range(0, 300, 50):
+            read.append(50)
+            yield G[i:i + 50], y[i:i + 50]
+
+    params = dict(n_select=30, sketch_size=sketch_size, random_state=0)
+    streamed = AgreementSelector(**params).fit(source)
+    assert sum(read) == rows_read
+    in_memory = AgreementSelector(**params).fit(G, y)
+    assert_array_equal(streamed.select(), in_memory.select())
+    assert_allclose(streamed.scores_, in_memory.scores_, atol=1e-8)
+
+
+def test_float32_scores_of_many_rows_are_the_float64_cosines():
+    # More rows than one block of the float64 sums (16,384): the consensus is summed
+    # block by block, and a float32 row's cosine is off by float32 round-off only.
+    rng = np.random.default_rng(23)
+    G = rng.standard_normal((40_000, 16)) + 0.5
+    y = rng.integers(0, 2, 40_000)
+    scores = AgreementSelector(n_select=0.1).fit(G.astype(np.float32), y).scores_
+    assert_allclose(scores, exact_scores(G.astype(np.float32).astype(np.float64), y),
+                    atol=2e-6)

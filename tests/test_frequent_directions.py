@@ -437,3 +437,20 @@ def test_float32_round_off_does_not_build_up_over_many_shrinks(block_size):
     # here), well under the float32 rounding of sketch_ (about 1e-8 relative),
     # which the bound must cover itself.
     assert error <= fd.covariance_error_bound() + 2e-9 * fd.squared_norm_
+
+
+@given(st.integers(1, 40), st.integers(1, 6), st.integers(1, 9), st.integers(0, 2**31 - 1))
+def test_float64_sums_in_blocks_are_the_float64_products(n, d, block, seed):
+    # The Gram and the weighted sum add products of at most _GRAM_ROWS rows in float64;
+    # with blocks of a few rows every split is exercised against the float64 product.
+    from unittest import mock
+
+    from sketchsel.sketch import _shrink
+
+    rng = np.random.default_rng(seed)
+    rows, weights = rng.standard_normal((n, d)), rng.standard_normal(n)
+    with mock.patch.object(_shrink, "_GRAM_ROWS", block):
+        gram, total = _shrink.gram64(np, rows), _shrink.weighted_sum64(np, weights, rows)
+    assert gram.dtype == total.dtype == np.float64 and total.shape == (d,)
+    assert_allclose(gram, rows.T @ rows, rtol=1e-12, atol=1e-12)
+    assert_allclose(total, weights @ rows, rtol=1e-12, atol=1e-12)

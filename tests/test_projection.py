@@ -353,3 +353,21 @@ def test_input_is_not_modified(kind, rng):
     T_before = T.clone()
     random_projection(T, 8, kind=kind, random_state=0, block_size=1000)
     assert torch.equal(T, T_before)
+
+
+@settings(deadline=None, max_examples=25)
+@given(st.sampled_from(["gaussian", "rademacher", "countsketch"]), st.integers(1, 2500),
+       st.integers(1, 4), st.integers(0, 2**31 - 1))
+def test_batches_projected_with_reused_rows_are_the_projection_of_all(kind, d, n_batches, seed):
+    # A source is projected batch by batch with Gamma's rows drawn once for all batches.
+    from sketchsel.linalg._projection import _random_projection, reusable_rows
+
+    X = np.random.default_rng(seed).standard_normal((6 * n_batches, d))
+    rows = reusable_rows(kind, seed, 8, d)
+    batches = [_random_projection(np, part, 8, kind, seed, rows=rows)
+               for part in np.array_split(X, n_batches)]
+    assert_allclose(np.vstack(batches), _random_projection(np, X, 8, kind, seed),
+                    rtol=1e-12, atol=1e-12)
+    assert len(rows._chunks) == -(-d // _CHUNK_ROWS)  # every chunk drawn once, then kept
+    # Beyond the bytes kept, only the last chunk is.
+    assert reusable_rows(kind, seed, 4096, 10**6).keep == 1

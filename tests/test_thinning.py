@@ -191,3 +191,21 @@ def test_thinning_does_not_see_how_far_a_row_exceeds_the_median_length(n, seed, 
     fit = lambda X: FastMaxVol(**params).fit(X)  # noqa: E731
     assert_array_equal(fit(G).select(), fit(longer).select())
 
+
+
+@given(st.integers(1, 60), st.integers(1, 9), st.integers(0, 2**31 - 1),
+       st.sampled_from([np.float32, np.float64]))
+def test_the_median_cap_from_known_norms_is_the_cap_from_the_rows(n, d, seed, dtype):
+    # The selectors pass the norms they computed already (float64 on the host); cast back
+    # to the rows' dtype they are those norms, so the factors are the same to the bit.
+    from sketchsel.selection._base import row_lengths
+    from sketchsel.selection._thinning import median_cap
+
+    rows = np.random.default_rng(seed).standard_normal((n, d)).astype(dtype)
+    rows[::4] = 0.0
+    computed, given_norms = median_cap(np, rows), median_cap(np, rows, row_lengths(rows))
+    if computed is None:
+        assert given_norms is None
+    else:
+        assert given_norms.dtype == dtype
+        assert_array_equal(given_norms, computed)

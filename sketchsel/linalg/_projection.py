@@ -36,6 +36,8 @@ _CHUNK_ROWS = 1024
 
 # Target size of one block when block_size is None.
 _BLOCK_BYTES = 8 * 2**20
+# The most of Gamma's float64 chunks a projection batch after batch keeps (reusable_rows).
+_KEPT_BYTES = 64 * 2**20
 
 _KINDS = ("gaussian", "rademacher", "countsketch")
 
@@ -94,20 +96,23 @@ def _check_seed(seed):
 class _Rows:
     """Rows of one Gamma on demand.
 
-    Keeps the last chunk drawn: blocks taken in increasing order share at
-    most that one, so a sweep over the features draws every chunk once,
-    whatever the block size.
+    Keeps the last ``keep`` chunks drawn: blocks taken in increasing order
+    share at most the last one, so a sweep over the features draws every
+    chunk once, whatever the block size; a caller that sweeps the same
+    features again (batch after batch) keeps them all (:func:`reusable_rows`).
     """
 
-    def __init__(self, kind, seed, n_components):
+    def __init__(self, kind, seed, n_components, keep=1):
         self.kind = kind
         self.seed = seed
         self.n_components = n_components
-        self._index = None
-        self._chunk = None
+        self.keep = keep
+        self._chunks = {}
 
     def _draw(self, k):
-        if k != self._index:
+        if k not in self._chunks:
+            if len(self._chunks) >= self.keep:
+                del self._chunks[next(iter(self._chunks))]  # the oldest
             rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(k,)))
             m = self.n_components
             if self.kind == "gaussian":
@@ -121,8 +126,8 @@ class _Rows:
                 columns = rng.integers(0, m, size=_CHUNK_ROWS)
                 bits = rng.integers(0, 2, size=_CHUNK_ROWS, dtype=np.int8)
                 chunk = (columns, np.where(bits == 1, 1.0, -1.0))
-            self._index, self._chunk = k, chunk
-        return self._chunk
+            self._chunks[k] = chunk
+        return self._chunks[k]
 
     def _pieces(self, start, stop):
         for k in range(start // _CHUNK_ROWS, -(-stop // _CHUNK_ROWS)):
@@ -148,6 +153,17 @@ class _Rows:
         if not pieces:
             return np.empty((0, self.n_components))
         return np.concatenate(pieces)
+
+
+def reusable_rows(kind, seed, n_components, n_features):
+    """The rows of Gamma for ``n_features`` features, drawn once for every batch projected.
+
+    Every chunk is kept while they take at most ``_KEPT_BYTES``; beyond, a
+    sweep draws them again, as a single projection would.
+    """
+    n_chunks = -(-n_features // _CHUNK_ROWS)
+    fits = n_chunks * _CHUNK_ROWS * n_components * 8 <= _KEPT_BYTES
+    return _Rows(kind, seed, n_components, keep=n_chunks if fits else 1)
 
 
 def _numpy_dtype(xp, dtype):
@@ -335,17 +351,22 @@ def random_projection(X, n_components, *, kind="gaussian", random_state=None, bl
     return _random_projection(xp, X, n_components, kind, seed_from(random_state), block_size)
 
 
-def _random_projection(xp, X, n_components, kind, seed, block_size=None):
-    """The body of :func:`random_projection`, for a validated X of namespace xp and an int seed."""
+def _random_projection(xp, X, n_components, kind, seed, block_size=None, rows=None):
+    """The body of :func:`random_projection`, for a validated X of namespace xp and an int seed.
+
+    ``rows``: the :class:`_Rows` of this Gamma (:func:`reusable_rows`), for a
+    caller that projects batch after batch.
+    """
     n_samples, n_features = X.shape
     return _project_columns(
         xp, lambda start, stop: X[:, start:stop], (n_samples, n_features), n_components,
-        kind, seed, dtype=X.dtype, where=device(X), block_size=block_size,
+        kind, seed, dtype=X.dtype, where=device(X), block_size=block_size, rows=rows,
     )
 
 
 def _project_columns(
-    xp, columns, shape, n_components, kind, seed, *, dtype, where, offset=0, block_size=None
+    xp, columns, shape, n_components, kind, seed, *, dtype, where, offset=0, block_size=None,
+    rows=None,
 ):
     """``M @ Gamma[offset:offset + n_features]`` for a matrix M given by blocks of columns.
 
@@ -354,14 +375,15 @@ def _project_columns(
     the given dtype on device ``where``), so that M, of the given ``shape``,
     need not exist whole: the caller may compute its columns on demand, such
     as the columns of per-example gradients of one parameter, which sit at
-    ``offset`` in the gradient vector of all parameters.
+    ``offset`` in the gradient vector of all parameters. ``rows``: the
+    :class:`_Rows` of Gamma to draw from (a new one by default).
     """
     n_samples, n_features = shape
     sparse = kind == "countsketch" and is_numpy_namespace(xp)
     if block_size is None:
         itemsize = 4 if dtype == xp.float32 else 8
         block_size = _default_block_size(n_samples, n_components, itemsize, sparse)
-    rows = _Rows(kind, seed, n_components)
+    rows = _Rows(kind, seed, n_components) if rows is None else rows
     projected = None
     for start in range(0, n_features, block_size):
         stop = min(start + block_size, n_features)

@@ -432,11 +432,12 @@ class AgreementSelector(BaseSelector):
                        n_features=fitted["components_"].shape[1], fitted=fitted)
 
     def _reduce_dask(self, X, y):
-        """A Dask array's rows, blockwise: never the rows themselves travel.
+        """A Dask array's rows, blockwise: at most their projections travel.
 
         The directions come from a Frequent Directions sketch merged up a
-        tree (or the seeded Gaussian matrix), and each block is projected on
-        them where it lives. A choice that reads rows (the cover, its maxvol
+        tree (or the seeded Gaussian matrix; none when the sketch would keep
+        every direction, and the rows are their own projections), and each
+        block is projected on them where it lives. A choice that reads rows (the cover, its maxvol
         fallback, thinning) takes the ``n_samples x n_directions`` projections;
         the others read scores only: the blocks' unit projections are summed
         per consensus group where they live, each block is scored against
@@ -461,7 +462,7 @@ class AgreementSelector(BaseSelector):
                                      directions.shape[0])
         if self._reads_rows():
             # The cover and thinning read the rows' projections: they travel
-            # (N x n_directions), never the rows themselves.
+            # (N x n_directions), the rows themselves only when no wider.
             projections = projections.compute()
             return Reduced(rows=projections, lengths=row_lengths(projections), labels=y,
                            n_features=n_features, fitted=fitted)
