@@ -286,3 +286,25 @@ def test_a_dask_fit_forgets_the_state_of_an_earlier_fit():
     assert not hasattr(fd, "feature_names_in_") and fd.n_features_in_ == 20
     with pytest.raises(ValueError, match="2-D"):
         AgreementSelector(n_select=3).fit(da.zeros(10, chunks=5))
+
+
+def test_rows_come_to_the_client_a_few_blocks_at_a_time(monkeypatch):
+    # X.compute() would join every block in one task, on one worker of a cluster; the
+    # representation thinning reads (N x k) may not fit there, so the blocks travel apart.
+    from sketchsel.sketch._dask import _GATHER_BLOCKS, gather_rows
+
+    G = np.random.default_rng(14).standard_normal((1000, 7)).astype(np.float32)
+    X = da.from_array(G, chunks=(37, 7))
+    X = X[X[:, 0] > -100]  # every row, in blocks of unknown size
+    rows_per_compute, compute = [], dask.compute
+
+    def recording(*args, **kwargs):
+        results = compute(*args, **kwargs)
+        rows_per_compute.append(sum(np.shape(r)[0] for r in results if np.ndim(r) == 2))
+        return results
+
+    monkeypatch.setattr(dask, "compute", recording)
+    rows = gather_rows(X)
+    np.testing.assert_array_equal(rows, G)
+    assert rows.dtype == np.float32
+    assert 0 < max(rows_per_compute) <= 37 * _GATHER_BLOCKS < 1000

@@ -12,7 +12,7 @@ from ..linalg import projection_block
 from ..linalg._projection import seed_from
 from ..sampling import weighted_sample_without_replacement
 from ..sketch import FrequentDirections
-from ..sketch._dask import map_row_blocks, validated_dtype
+from ..sketch._dask import gather_rows, map_row_blocks, validated_dtype
 from ..sketch._shrink import weighted_sum64
 from ._base import BaseSelector, Reduced, batch_seed, row_lengths
 from ._docs import shared_docs
@@ -463,7 +463,7 @@ class AgreementSelector(BaseSelector):
         if self._reads_rows():
             # The cover and thinning read the rows' projections: they travel
             # (N x n_directions), the rows themselves only when no wider.
-            projections = projections.compute()
+            projections = gather_rows(projections)
             return Reduced(rows=projections, lengths=row_lengths(projections), labels=y,
                            n_features=n_features, fitted=fitted)
         lengths = da.linalg.norm(projections, axis=1)

@@ -49,9 +49,8 @@ class FastMaxVol(BaseSelector):
     On held-out data maxvol lost to random subsets, and with wrong labels by
     far: the default therefore thins each class's representation instead
     (``strategy="thinning"``: a subset whose mean follows the class's, the
-    choice :class:`AgreementSelector` makes by default), and maxvol
-    (``strategy="maxvol"``, GRAFT's rule, the one :class:`~sketchsel.torch.GraftSampler`
-    uses) is the documented option (measurements: ``docs/guide.md``).
+    choice :class:`AgreementSelector` makes by default), and maxvol (GRAFT's rule,
+    :class:`~sketchsel.torch.GraftSampler`'s) is an option (``docs/guide.md``).
 
     Long rows dominate the volume: on raw per-example gradients, the hardest
     and mislabelled examples. Thinning caps every row at the median length
@@ -68,10 +67,11 @@ class FastMaxVol(BaseSelector):
         representation: "thinning", from each of ``quota`` random groups of
         rows, the one that keeps the subset's mean on the data's (group
         thinning, :func:`~sketchsel.selection._thinning.group_thinning`),
-        O(N rank) after one Frequent Directions sketch of all the rows, linear
-        in N (O(N D rank); for D up to 2,048, O(N D^2) and one O(D^3) eigh);
-        "maxvol", the rows of (locally) maximal volume, filled up by
-        rect_maxvol (GRAFT). ``tol``, ``max_iters`` and ``rank="auto"`` are maxvol's.
+        O(N rank^2) after one Frequent Directions sketch (O(N D rank), O(N D^2)
+        for D up to 2,048): linear in N; "maxvol", the rows of (locally) maximal
+        volume, filled up above the rank by rect_maxvol (GRAFT), whose N x n_select
+        coefficients cost O(N n_select) time and memory. ``tol``, ``max_iters`` and
+        ``rank="auto"`` are maxvol's.
     row_norms : {"auto", "median", "unit"} or None, default="auto"
         How the lengths of the rows of X count (``gradients`` are used as
         given). "median" scales every row longer than the median norm of the

@@ -11,7 +11,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .._array_api import array_namespace, check_array, device, to_numpy
 from ..linalg._projection import _random_projection, reusable_rows, seed_from
 from ..sampling._weighted import weighted_sample_without_replacement
-from ..sketch._dask import map_row_blocks
+from ..sketch._dask import gather_rows, map_row_blocks
 from ._base import BaseSelector, Reduced, batch_seed, row_lengths
 from ._docs import shared_docs
 from ._moment_qp import best_gamma, moment_terms, solve_moment_matching
@@ -314,7 +314,7 @@ class MomentMatchingSelector(BaseSelector):
         seed = seed_from(self.random_state)
         n_features = X.shape[1]
         width = min(n_features, self.sketch_size)
-        sketch = map_row_blocks(X, lambda rows: self._sketch(rows, seed), width).compute()
+        sketch = gather_rows(map_row_blocks(X, lambda rows: self._sketch(rows, seed), width))
         return Reduced(rows=sketch, lengths=row_lengths(sketch), labels=y, n_features=n_features)
 
     def _program(self, xp, X):

@@ -63,6 +63,34 @@ def map_row_blocks(X, function, width):
     return X.map_blocks(apply, chunks=(X.chunks[0], (width,)), dtype=dtype)
 
 
+# Blocks brought to the client by one compute: enough to keep the workers busy.
+_GATHER_BLOCKS = 8
+
+
+def gather_rows(X):
+    """A lazy Dask array of rows as one NumPy array on the client, a few blocks at a time.
+
+    ``X.compute()`` joins the blocks in one task, which a distributed
+    scheduler runs on a worker: that worker must hold every block at once
+    (an N x k representation, more than a worker of a cluster sized for the
+    data may have). Here the blocks travel to the client ``_GATHER_BLOCKS``
+    at a time and fill one array there.
+    """
+    import dask
+
+    X = X.rechunk({1: -1})
+    if np.isnan(X.shape[0]):  # unknown block sizes, after boolean indexing for one
+        X = X.compute_chunk_sizes()
+    blocks = X.to_delayed().ravel()
+    bounds = np.concatenate([[0], np.cumsum(X.chunks[0])])
+    rows = np.empty(X.shape, dtype=X.dtype)
+    for first in range(0, len(blocks), _GATHER_BLOCKS):
+        parts = dask.compute(*blocks[first:first + _GATHER_BLOCKS])
+        for index, part in enumerate(parts, start=first):
+            rows[bounds[index]:bounds[index + 1]] = part
+    return rows
+
+
 def sketch_dask(make_sketch, X, split_every=None):
     """One sketch of the rows of a 2-D Dask array.
 
