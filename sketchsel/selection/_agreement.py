@@ -46,7 +46,8 @@ class AgreementSelector(BaseSelector):
     ----------
     [[n_select]]
     sketch_size : int, default=256
-        Directions kept by the projection (capped by the number of features).
+        Directions kept by the projection (capped by the number of features;
+        with "fd", gradients no wider are used as they are, the identity).
     projection : {"fd", "gaussian"}, default="fd"
         "fd" projects on the orthonormal leading directions of a Frequent
         Directions sketch; "gaussian" on the seeded Gaussian matrix of
