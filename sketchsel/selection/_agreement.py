@@ -327,7 +327,7 @@ class AgreementSelector(BaseSelector):
         return self.projection == "fd" and n_features <= self.sketch_size
 
     def _projected(self, rows, directions):
-        """The rows on the directions (of ``_directions``): the rows themselves for the identity."""
+        """The rows on the directions of ``_directions``; the rows themselves for the identity."""
         if self._keeps_every_direction(rows.shape[1]):
             return rows
         return rows @ array_namespace(rows).astype(directions, rows.dtype).T
@@ -438,8 +438,10 @@ class AgreementSelector(BaseSelector):
         The directions come from a Frequent Directions sketch merged up a
         tree (or the seeded Gaussian matrix; none when the sketch would keep
         every direction, and the rows are their own projections), and each
-        block is projected on them where it lives. A choice that reads rows (the cover, its maxvol
-        fallback, thinning) takes the ``n_samples x n_directions`` projections;
+        block is projected on them where it lives. A choice that reads rows
+        (the cover, its maxvol fallback, thinning) takes the
+        ``n_samples x n_directions`` projections, brought to the client a few
+        blocks at a time (:func:`~sketchsel.sketch._dask.gather_rows`);
         the others read scores only: the blocks' unit projections are summed
         per consensus group where they live, each block is scored against
         its rows' consensus, and the scores and the projections' lengths

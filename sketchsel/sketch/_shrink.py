@@ -156,7 +156,7 @@ def weighted_sum64(xp, weights, rows):
 
 
 def _sum64(xp, rows, product, shape, weights=None):
-    """The float64 sum of ``product(piece, weights of its rows)`` over pieces of ``_GRAM_ROWS`` rows."""
+    """The float64 sum of ``product(piece, its rows' weights)`` over ``_GRAM_ROWS``-row pieces."""
     n = rows.shape[0]
     total = xp.zeros(shape, dtype=xp.float64, device=device(rows))
     for start in range(0, n, _GRAM_ROWS):
