@@ -245,3 +245,16 @@ def test_non_finite_input_names_the_rows():
     A[4, 1] = np.nan
     with pytest.raises(ValueError, match=r"A contains NaN or infinity in 1 row\(s\): \[4\]"):
         maxvol(A)
+
+
+def test_a_maxvolpy_positional_call_cannot_mean_something_else():
+    # maxvolpy's rect_maxvol(A, tol, maxK, min_add_K, ...): its fourth positional argument
+    # adds rows to the square start, where min_rows counts them all; refused, not reread.
+    A = np.random.default_rng(31).standard_normal((200, 10))
+    with pytest.raises(TypeError):
+        rect_maxvol(A, 1.0, 40, 25)
+    pivots, _ = rect_maxvol(A, 1.0, 40, min_rows=25)
+    assert 25 <= len(pivots) <= 40
+    # The leading arguments keep maxvolpy's meaning: A, tol, max_iters / max_rows.
+    assert_array_equal(maxvol(A, 1.05, 0)[0], maxvol(A, tol=1.05, max_iters=0)[0])
+    assert_array_equal(rect_maxvol(A, 2.0, 12)[0], rect_maxvol(A, tol=2.0, max_rows=12)[0])

@@ -366,7 +366,7 @@ def maxvol(A, tol=1.05, max_iters=100, *, return_n_iter=False):
     prefer_skip_nested_validation=True,
 )
 def rect_maxvol(
-    A, tol=1.0, max_rows=None, min_rows=None, start_maxvol_iters=10, *, return_n_iter=False
+    A, tol=1.0, max_rows=None, *, min_rows=None, start_maxvol_iters=10, return_n_iter=False
 ):
     """Rows of A spanning a rectangular submatrix of large volume.
 
@@ -388,7 +388,10 @@ def rect_maxvol(
         the number of columns of A.
     min_rows : int, default=None
         Fewest rows to choose, whatever ``tol``; None means no minimum beyond
-        the square start.
+        the square start. Keyword-only, as is ``start_maxvol_iters``: the
+        fourth positional argument of maxvolpy's ``rect_maxvol`` is
+        ``min_add_K``, so a maxvolpy call must not run here with another
+        meaning.
     start_maxvol_iters : int, default=10
         Swaps of the square start.
     return_n_iter : bool, default=False
