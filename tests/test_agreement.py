@@ -197,7 +197,7 @@ def test_a_source_must_repeat_itself():
         return iter([G[: 100 - 10 * len(calls)]])
 
     # A sketch narrower than the rows: a pass to sketch, then one to project. (With as
-    # many directions as features the source is read once, and nothing can disagree.)
+    # many directions as features one pass projects it, and nothing can disagree.)
     with pytest.raises(ValueError, match="90 rows in one pass and 80 in the next"):
         AgreementSelector(n_select=5, sketch_size=8).fit(shrinking_source)
 

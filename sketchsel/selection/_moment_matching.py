@@ -275,15 +275,15 @@ class MomentMatchingSelector(BaseSelector):
         sketch = self._sketch(X, seed_from(self.random_state))
         return Reduced(rows=sketch, lengths=row_lengths(sketch), labels=y)
 
-    def _sketch(self, X, seed, rows=None):
+    def _sketch(self, X, seed, gamma_rows=None):
         """Stage 1: the sketch ``X Gamma`` of the seed, or X itself when it is narrow.
 
-        ``rows``: Gamma's rows, kept from batch to batch (``reusable_rows``).
+        ``gamma_rows``: Gamma's rows, kept from batch to batch (``reusable_rows``).
         """
         if X.shape[1] <= self.sketch_size:
             return X
         return _random_projection(array_namespace(X), X, self.sketch_size, self.projection, seed,
-                                  rows=rows)
+                                  rows=gamma_rows)
 
     def _reduce_source(self, source):
         """Stage 1 over a source: each batch projected as it comes, one pass."""
@@ -293,13 +293,13 @@ class MomentMatchingSelector(BaseSelector):
             rows, _ = check_array(rows, backend=self.backend)
             if n_features is None:
                 n_features = rows.shape[1]
-                gamma = reusable_rows(self.projection, seed, self.sketch_size, n_features)
+                gamma_rows = reusable_rows(self.projection, seed, self.sketch_size, n_features)
             elif rows.shape[1] != n_features:
                 raise ValueError(
                     f"A batch has {rows.shape[1]} features but the first had {n_features}; "
                     f"every batch must have the same features."
                 )
-            pieces.append(self._sketch(rows, seed, gamma))
+            pieces.append(self._sketch(rows, seed, gamma_rows))
             if batch_labels is not None:
                 labels.append(batch_labels)
         if not pieces:

@@ -143,7 +143,8 @@ def gram64(xp, rows):
     short (round-off grows with the number of terms) while the products keep
     matrix-multiply speed; the partial sums are added in float64.
     """
-    return _sum64(xp, rows, lambda piece, _: piece.T @ piece, (rows.shape[1],) * 2)
+    return _sum64(xp, rows, (rows.shape[1],) * 2,
+                  lambda start, stop: rows[start:stop, :].T @ rows[start:stop, :])
 
 
 def weighted_sum64(xp, weights, rows):
@@ -151,18 +152,17 @@ def weighted_sum64(xp, weights, rows):
 
     ``weights`` is a vector of the rows' dtype, one weight a row.
     """
-    return _sum64(xp, rows, lambda piece, part: part @ piece,
-                  (rows.shape[1],), weights)
+    return _sum64(xp, rows, (rows.shape[1],),
+                  lambda start, stop: weights[start:stop] @ rows[start:stop, :])
 
 
-def _sum64(xp, rows, product, shape, weights=None):
-    """The float64 sum of ``product(piece, its rows' weights)`` over ``_GRAM_ROWS``-row pieces."""
+def _sum64(xp, rows, shape, product):
+    """The float64 sum of ``product(start, stop)`` over the rows in pieces of ``_GRAM_ROWS``."""
     n = rows.shape[0]
     total = xp.zeros(shape, dtype=xp.float64, device=device(rows))
     for start in range(0, n, _GRAM_ROWS):
-        stop = min(start + _GRAM_ROWS, n)
-        part = None if weights is None else weights[start:stop]
-        total = total + xp.astype(product(rows[start:stop, :], part), xp.float64, copy=False)
+        part = product(start, min(start + _GRAM_ROWS, n))
+        total = total + xp.astype(part, xp.float64, copy=False)
     return total
 
 
