@@ -3,9 +3,11 @@
 Every estimator goes through :func:`check_array`: it picks the namespace the
 back-end asks for (see :func:`sketchsel.set_config`), converts without copying
 where it can, and checks what every numerical routine here assumes: 2-D,
-non-empty, real numbers, finite. The caller's array is never written to.
+non-empty, real numbers (complex where a routine allows it), finite. The
+caller's array is never written to.
 """
 
+import cmath
 import functools
 import math
 
@@ -117,8 +119,9 @@ def _convert(X, backend):
     return X if is_array_api_obj(X) else to_numpy(X)
 
 
-def _as_real_float(X, xp, name):
-    """Keep float32/float64; widen integers, booleans and half floats."""
+def _as_float(X, xp, name, allow_complex):
+    """Keep float32/float64 (and complex64/complex128 where allowed); widen integers,
+    booleans and half floats."""
     if isinstance(X, np.ndarray) and X.dtype.kind in "OUSV":
         try:
             return X.astype(np.float64)
@@ -128,6 +131,8 @@ def _as_real_float(X, xp, name):
             ) from exc
     dtype = X.dtype
     if xp.isdtype(dtype, "complex floating"):
+        if allow_complex and dtype in (xp.complex64, xp.complex128):
+            return X
         raise ValueError(
             f"Complex data not supported: {name} has dtype {dtype}. "
             f"Pass the real part, or real and imaginary parts as separate features."
@@ -146,7 +151,12 @@ def _nonfinite_rows(X, xp):
     # NaN and infinity propagate through a sum, so a finite total proves every
     # entry finite without an n x D boolean temporary; a total that overflowed
     # from finite entries only falls through to the exact check.
-    if math.isfinite(float(xp.sum(X))):
+    total = xp.sum(X)
+    if xp.isdtype(X.dtype, "complex floating"):
+        finite = cmath.isfinite(complex(total))
+    else:
+        finite = math.isfinite(float(total))
+    if finite:
         return np.empty(0, dtype=np.intp)
     n = X.shape[0]
     step = max(1, _CHECK_ELEMENTS // X.shape[1])
@@ -157,7 +167,7 @@ def _nonfinite_rows(X, xp):
     return np.flatnonzero(~np.concatenate(finite))
 
 
-def check_array(X, *, name="X", backend=None):
+def check_array(X, *, name="X", backend=None, allow_complex=False):
     """Validate X and return it, with its namespace, in the compute namespace.
 
     Parameters
@@ -168,11 +178,15 @@ def check_array(X, *, name="X", backend=None):
         Name of the argument, used in error messages.
     backend : {"auto", "numpy", "cupy", "array_api"} or None, default=None
         Back-end; None takes the global setting.
+    allow_complex : bool, default=False
+        Accept complex64 and complex128 as they are, for the routines that
+        are defined on complex matrices (the maxvol family).
 
     Returns
     -------
     X : array of shape (n_samples, n_features)
-        float32 when X was float32 (or a narrower float), float64 otherwise.
+        float32 when X was float32 (or a narrower float), float64 otherwise;
+        complex input keeps its dtype where ``allow_complex`` is True.
         The caller's array itself, or a view of its memory, when no
         conversion was needed: callers must not write to it.
     xp : namespace
@@ -183,7 +197,7 @@ def check_array(X, *, name="X", backend=None):
     TypeError
         For sparse matrices and non-numeric data.
     ValueError
-        For complex data, arrays that are not 2-D, empty arrays and
+        For complex data (unless ``allow_complex``), arrays that are not 2-D, empty arrays and
         non-finite values (the message names the offending rows; not
         checked under ``sklearn.config_context(assume_finite=True)``).
 
@@ -204,7 +218,7 @@ def check_array(X, *, name="X", backend=None):
     except ValueError as exc:  # ragged nested lists
         raise ValueError(f"{name} could not be read as a 2-D array: {exc}") from exc
     xp = array_namespace(X)
-    X = _as_real_float(X, xp, name)
+    X = _as_float(X, xp, name, allow_complex)
     if X.ndim != 2:
         raise ValueError(
             f"Expected 2D array, got {X.ndim}D array instead: {name} has shape "

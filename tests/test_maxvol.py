@@ -22,11 +22,12 @@ def log_volume(A, pivots):
     sub = A[np.asarray(pivots)] / np.abs(A).max()
     if sub.shape[0] == sub.shape[1]:
         return np.linalg.slogdet(sub)[1]
-    return np.linalg.slogdet(sub.T @ sub)[1] / 2
+    return np.linalg.slogdet(sub.conj().T @ sub)[1] / 2
 
 
 @st.composite
-def tall_matrices(draw, max_n=300, max_r=12):
+def tall_matrices(draw, max_n=300, max_r=12, complex_=True):
+    """Real, or complex where complex_ allows it, at scales from 1e-150 to 1e150."""
     r = draw(st.integers(1, max_r))
     n = draw(st.integers(r + 1, max_n))
     seed = draw(st.integers(0, 2**31 - 1))
@@ -38,6 +39,8 @@ def tall_matrices(draw, max_n=300, max_r=12):
         A = rng.standard_t(1.5, size=(n, r))
     elif kind == "skewed":
         A = A * np.logspace(0, -6, r)
+    if complex_ and draw(st.booleans()):
+        A = A + 1j * rng.standard_normal((n, r))
     return A * scale
 
 
@@ -48,6 +51,7 @@ def test_converged_maxvol_is_dominant_and_reconstructs(A, tol):
     assert pivots.dtype == np.int64 and len(set(pivots.tolist())) == len(pivots) == r
     assert n_iter < 10_000
     assert np.abs(C).max() <= tol * (1 + 1e-9)
+    assert C.dtype == A.dtype
     assert_allclose(C[pivots], np.eye(r), atol=1e-9)
     assert_allclose(C @ A[pivots], A, atol=1e-8 * np.abs(A).max())
 
@@ -93,7 +97,8 @@ def test_numba_swap_kernel_equals_reference(A, tol, dtype):
     from sketchsel.linalg import _maxvol_numba
 
     if dtype == np.float32:
-        A = (A / np.abs(A).max()).astype(np.float32)
+        A = A / np.abs(A).max()
+        A = A.astype(np.complex64 if np.iscomplexobj(A) else np.float32)
     xp = array_namespace(A)
     pivots = impl._start(xp, A, A.shape[1])[0]
     assert pivots == impl._greedy_pivots_reference(xp, A, A.shape[1])[0]

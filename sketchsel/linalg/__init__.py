@@ -9,6 +9,9 @@ the capped simplex.
    projection_block
    random_projection
    capped_simplex_projection
+
+:mod:`sketchsel.linalg.maxvolpy` has maxvol and rect_maxvol with maxvolpy's
+signatures, for code written for maxvolpy.
 """
 
 from ._maxvol import fast_maxvol, maxvol, rect_maxvol

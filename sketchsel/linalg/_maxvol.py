@@ -2,7 +2,8 @@
 
 The algorithms follow Goreinov et al., "How to find a good submatrix" (2010)
 and Mikhalev & Oseledets, "Rectangular maximum-volume submatrices and their
-applications" (2018), with the parameter names and defaults of maxvolpy.
+applications" (2018), with maxvolpy's leading arguments and defaults; maxvolpy's
+full signatures are in :mod:`sketchsel.linalg.maxvolpy`.
 
 NumPy input runs LAPACK for the start (``getrf`` pivot indices, never a dense
 permutation matrix), a Numba kernel for the swaps and a lazy greedy for the
@@ -30,6 +31,14 @@ _RECOMPUTE_BLOCK = 64
 # ----------------------------------------------------------------- reference
 
 
+def _pivot_size(xp, column):
+    """What getrf compares to choose a pivot: |x|, and |Re x| + |Im x| for complex x
+    (BLAS's i?amax), so that every namespace picks LAPACK's rows."""
+    if xp.isdtype(column.dtype, "complex floating"):
+        return xp.abs(xp.real(column)) + xp.abs(xp.imag(column))
+    return xp.abs(column)
+
+
 def _greedy_pivots_reference(xp, A, n_pivots):
     """Rows chosen by LU with partial pivoting on the first n_pivots columns.
 
@@ -42,12 +51,12 @@ def _greedy_pivots_reference(xp, A, n_pivots):
     taken = xp.zeros(n, dtype=xp.bool, device=device(A))
     pivots, magnitudes = [], []
     for k in range(n_pivots):
-        column = xp.where(taken, -1.0, xp.abs(residual[:, k]))
+        column = xp.where(taken, -1.0, _pivot_size(xp, residual[:, k]))
         p = int(xp.argmax(column))
         if float(column[p]) <= 0.0:
             break
         pivots.append(p)
-        magnitudes.append(float(column[p]))
+        magnitudes.append(float(xp.abs(residual[p, k])))
         taken = xp.logical_or(taken, rows == p)
         factors = residual[:, k] / residual[p, k]
         residual = residual - factors[:, None] * residual[p, :][None, :]
@@ -79,11 +88,21 @@ def _swap_loop_reference(xp, C, pivots, tol, max_iters):
     return C, n_iter
 
 
-def _add_rows_reference(xp, C, pivots, tol, max_rows, min_rows):
+def _conj(xp, x):
+    """The complex conjugate of x; x itself when it is real, with no copy."""
+    return xp.conj(x) if xp.isdtype(x.dtype, "complex floating") else x
+
+
+def _squared_moduli(xp, x):
+    return xp.real(x * xp.conj(x)) if xp.isdtype(x.dtype, "complex floating") else x * x
+
+
+def _add_rows_reference(xp, C, pivots, tol, max_rows, min_rows, n_candidates=None):
     n = C.shape[0]
-    norms = xp.sum(C * C, axis=1)
+    n_candidates = n if n_candidates is None else n_candidates
+    norms = xp.sum(_squared_moduli(xp, C), axis=1)
     rows = xp.arange(n, device=device(C))
-    chosen = xp.zeros(n, dtype=xp.bool, device=device(C))
+    chosen = rows >= n_candidates
     for p in pivots:
         chosen = xp.logical_or(chosen, rows == p)
     while len(pivots) < max_rows:
@@ -93,10 +112,12 @@ def _add_rows_reference(xp, C, pivots, tol, max_rows, min_rows):
         if best < 0.0 or (best <= tol * tol and len(pivots) >= min_rows):
             break
         coef = C[i, :]
-        v = C @ coef
+        # The least-squares update on the rows S + {i}: C <- [C - s v c, s v] with
+        # v = C c^H and s = 1 / (1 + |c|^2); c stays unconjugated in the product.
+        v = C @ _conj(xp, coef)
         scale = 1.0 / (1.0 + float(norms[i]))
         C = xp.concat([C - scale * v[:, None] * coef[None, :], scale * v[:, None]], axis=1)
-        norms = norms - scale * v * v
+        norms = norms - scale * _squared_moduli(xp, v)
         chosen = xp.logical_or(chosen, rows == i)
         pivots.append(i)
     return C
@@ -209,16 +230,41 @@ def _maxvol(xp, A, tol, max_iters):
     return pivot_array.tolist(), C, int(n_iter)
 
 
-def _rect_maxvol(xp, A, tol, max_rows, min_rows, start_maxvol_iters):
-    pivots, C, n_iter = _maxvol(xp, A, _START_TOL, start_maxvol_iters)
+def _maxvol_among(xp, A, n_candidates, tol, max_iters):
+    """maxvol with the pivots drawn from the first n_candidates rows; C covers every row.
+
+    The swaps on the candidates' rows of C do not read the other rows, so the
+    search runs on ``A[:n_candidates]`` and the other rows' coefficients on the
+    chosen rows come from one least-squares solve at the end.
+    """
     n = A.shape[0]
-    max_rows = n if max_rows is None else min(max_rows, n)
+    if n_candidates >= n:
+        return _maxvol(xp, A, tol, max_iters)
+    head = A[:n_candidates, :]
+    pivots, C, n_iter = _maxvol(xp, head, tol, max_iters)
+    if n_candidates == A.shape[1]:
+        # A square block is all chosen; maxvolpy orders it as its LU pivots, and
+        # C[lu_pivots[k]] = e_k then asks for the columns of the identity in that order.
+        lu_pivots = _start(xp, head, n_candidates)[0]
+        if len(lu_pivots) == n_candidates:
+            pivots = lu_pivots
+            C = xp.take(C, xp.asarray(pivots, dtype=xp.int64, device=device(A)), axis=1)
+    square = xp.take(A, xp.asarray(pivots, dtype=xp.int64, device=device(A)), axis=0)
+    rest = A[n_candidates:, :] @ xp.linalg.pinv(square)
+    return pivots, xp.concat([C, xp.astype(rest, C.dtype)], axis=0), n_iter
+
+
+def _rect_maxvol(xp, A, tol, max_rows, min_rows, start_maxvol_iters, n_candidates=None):
+    n = A.shape[0]
+    n_candidates = n if n_candidates is None else min(n_candidates, n)
+    pivots, C, n_iter = _maxvol_among(xp, A, n_candidates, _START_TOL, start_maxvol_iters)
+    max_rows = n_candidates if max_rows is None else min(max_rows, n_candidates)
     min_rows = 0 if min_rows is None else min(min_rows, max_rows)
-    pivots, C = _add_rows(xp, C, pivots, tol, max_rows, min_rows)
+    pivots, C = _add_rows(xp, C, pivots, tol, max_rows, min_rows, n_candidates)
     return pivots, C, n_iter
 
 
-def _add_rows(xp, C, pivots, tol, max_rows, min_rows):
+def _add_rows(xp, C, pivots, tol, max_rows, min_rows, n_candidates=None):
     """Rectangular maxvol additions to a square start (pivots, C).
 
     Row i's squared coefficient norm on the chosen rows S is its leverage
@@ -227,18 +273,20 @@ def _add_rows(xp, C, pivots, tol, max_rows, min_rows):
     stale value bounds the current one: a lazy greedy keeps them in a heap and
     recomputes only the top, O(r^2) each, where updating every row's
     coefficients would cost O(N |S|) per row added. C is formed once at the end.
+    Only the first ``n_candidates`` rows (None: all) may be added.
     """
-    if not is_numpy_namespace(xp):
-        pivots = list(pivots)
-        return pivots, _add_rows_reference(xp, C, pivots, tol, max_rows, min_rows)
     pivots = list(pivots)
-    n = C.shape[0]
+    if not is_numpy_namespace(xp):
+        return pivots, _add_rows_reference(xp, C, pivots, tol, max_rows, min_rows, n_candidates)
     if len(pivots) >= max_rows:
         return pivots, C
-    B = np.asarray(C, dtype=np.float64)
-    inverse = np.eye(B.shape[1])  # (B_S^T B_S)^-1
-    leverages = np.einsum("ij,ij->i", B, B)
-    unchosen = np.ones(n, dtype=np.bool_)
+    n = C.shape[0]
+    n_candidates = n if n_candidates is None else n_candidates
+    B = np.asarray(C, dtype=np.result_type(C.dtype, np.float64))
+    inverse = np.eye(B.shape[1], dtype=B.dtype)  # (B_S^H B_S)^-1
+    leverages = np.einsum("ij,ij->i", B, _conj(xp, B)).real
+    unchosen = np.zeros(n, dtype=np.bool_)
+    unchosen[:n_candidates] = True
     unchosen[pivots] = False
     # Entries (-leverage, row, step it was computed at): the largest leverage first,
     # the first row among equals, as argmax would take it. Only an entry computed
@@ -252,7 +300,7 @@ def _add_rows(xp, C, pivots, tol, max_rows, min_rows):
         if heap[0][2] != step:
             stale = [heapq.heappop(heap)[1] for _ in range(min(_RECOMPUTE_BLOCK, len(heap)))]
             rows = B[stale]
-            values = np.maximum(np.einsum("ij,ij->i", rows @ inverse, rows), 0.0)
+            values = np.maximum(np.einsum("ij,ij->i", rows @ inverse, _conj(xp, rows)).real, 0.0)
             for value, i in zip(values.tolist(), stale):
                 heapq.heappush(heap, (-value, i, step))
             continue
@@ -260,12 +308,12 @@ def _add_rows(xp, C, pivots, tol, max_rows, min_rows):
         leverage = -negative
         if leverage <= tol2 and len(pivots) >= min_rows:
             break
-        w = inverse @ B[i]
-        inverse -= np.outer(w, w) / (1.0 + leverage)
+        w = inverse @ _conj(xp, B[i])
+        inverse -= np.outer(w, _conj(xp, w)) / (1.0 + leverage)
         pivots.append(i)
         step += 1
     # In C's dtype: the N x n result is the one large array here.
-    return pivots, C @ (inverse @ B[pivots].T).astype(C.dtype)
+    return pivots, C @ (inverse @ _conj(xp, B[pivots]).T).astype(C.dtype)
 
 
 def _result(xp, A, pivots, C, n_iter, return_n_iter):
@@ -298,7 +346,8 @@ def maxvol(A, tol=1.05, max_iters=100, *, return_n_iter=False):
     Parameters
     ----------
     A : array-like of shape (n_samples, rank)
-        Tall matrix, usually ``n_samples >> rank``; any array namespace.
+        Tall real or complex matrix, usually ``n_samples >> rank``; any array
+        namespace.
     tol : float, default=1.05
         Dominance threshold, at least 1 (1 asks for a true local maximum
         and may take many swaps). Values below 1 are an error.
@@ -349,7 +398,7 @@ def maxvol(A, tol=1.05, max_iters=100, *, return_n_iter=False):
     >>> bool(np.allclose(C @ A[pivots], A))
     True
     """
-    A, xp = check_array(A, name="A")
+    A, xp = check_array(A, name="A", allow_complex=True)
     pivots, C, n_iter = _maxvol(xp, A, tol, max_iters)
     return _result(xp, A, pivots, C, n_iter, return_n_iter)
 
@@ -380,7 +429,7 @@ def rect_maxvol(
     Parameters
     ----------
     A : array-like of shape (n_samples, rank)
-        Tall matrix; any array namespace.
+        Tall real or complex matrix; any array namespace.
     tol : float, default=1.0
         Largest allowed Euclidean norm of a row of C for the rows not chosen.
     max_rows : int, default=None
@@ -435,7 +484,7 @@ def rect_maxvol(
     >>> bool(np.allclose(C @ A[pivots], A))
     True
     """
-    A, xp = check_array(A, name="A")
+    A, xp = check_array(A, name="A", allow_complex=True)
     if max_rows is not None and max_rows < A.shape[1]:
         raise ValueError(
             f"max_rows={max_rows} is below the number of columns of A ({A.shape[1]}); "
@@ -466,7 +515,8 @@ def fast_maxvol(A, n_pivots=None):
     Parameters
     ----------
     A : array-like of shape (n_samples, rank)
-        Usually orthonormal columns (singular vectors); any array namespace.
+        Real or complex, usually orthonormal columns (singular vectors); any
+        array namespace.
     n_pivots : int, default=None
         Number of rows to pick, at most ``rank``; None picks ``rank``.
 
@@ -484,7 +534,7 @@ def fast_maxvol(A, n_pivots=None):
     >>> fast_maxvol(A)
     array([1, 2])
     """
-    A, xp = check_array(A, name="A")
+    A, xp = check_array(A, name="A", allow_complex=True)
     n_pivots = A.shape[1] if n_pivots is None else n_pivots
     if n_pivots > A.shape[1]:
         raise ValueError(
