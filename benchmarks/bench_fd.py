@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    python benchmarks/bench_fd.py            # both sizes, writes benchmarks/results/bench_fd.md
+    python benchmarks/bench_fd.py            # every size, writes benchmarks/results/bench_fd.md
     python benchmarks/bench_fd.py --quick    # the small size only
 
 For each matrix (float32, decaying spectrum plus noise) and sketch size l = 64,
@@ -15,6 +15,11 @@ timed in the same run, and of sketchsel's own time.
 
 IncrementalPCA centres the data, so its error is measured on the centred
 matrix, the one it approximates.
+
+The sweeps fit one matrix at several sketch sizes: the default plan against a
+row buffer of l rows a block (the faster route at small l, which the default
+once took below 2,048 features), with the error, the certificate and the time;
+above 2,048 features the row buffer is the default.
 """
 
 import sys
@@ -29,7 +34,9 @@ from sklearn.utils.extmath import randomized_svd
 from sketchsel import FrequentDirections
 
 SKETCH_SIZE = 64
-SIZES = [(50_000, 512), (200_000, 1_024)]
+SWEEP_SIZES = (4, 8, 16, 32, 48, 64)
+SIZES = [("peers", 50_000, 512), ("peers", 200_000, 1_024),
+         ("sweep", 30_000, 2_000), ("sweep", 20_000, 3_000)]
 
 
 def make_matrix(n, d, seed=0):
@@ -107,6 +114,41 @@ def spectral_error(gram, B, total):
     return max(abs(eigs[0]), abs(eigs[-1])) / total
 
 
+def route(model):
+    if model.block_size_ is None:
+        return "Gram route"
+    return f"block {model.block_size_}, {model.n_shrinks_} shrinks"
+
+
+def sweep(n, d):
+    """Error, certificate and time of the default plan and an l-row buffer, against l."""
+    A = make_matrix(n, d)
+    A64 = A.astype(np.float64)
+    gram = A64.T @ A64
+    total = float(np.trace(gram))
+    del A64
+    plans = [("default", lambda ell: "auto"), ("row buffer, block_size=l", lambda ell: ell)]
+    FrequentDirections(4, backend="numpy").fit(A[: 4 * d])  # warm-up
+    lines = [
+        f"### Sweep: {n:,} x {d:,} float32, l from {SWEEP_SIZES[0]} to {SWEEP_SIZES[-1]}",
+        "",
+        "| l | plan | time (s) | rel. covariance error | certificate | route |",
+        "|---:|---|---:|---:|---:|---|",
+    ]
+    for ell in SWEEP_SIZES:
+        for name, block in plans:
+            start = time.perf_counter()
+            fd = FrequentDirections(ell, block_size=block(ell), backend="numpy").fit(A)
+            B = fd.sketch_
+            elapsed = time.perf_counter() - start
+            error = spectral_error(gram, B, total)
+            bound = fd.covariance_error_bound() / total
+            print(f"  l={ell} {name}: {elapsed:.3f} s, error {error:.2e}", flush=True)
+            lines.append(f"| {ell} | {name} | {elapsed:.3f} | {error:.2e} | {bound:.2e} "
+                         f"| {route(fd)} |")
+    return lines
+
+
 def bench(n, d, ell):
     A = make_matrix(n, d)
     omega = np.random.default_rng(1).standard_normal((d, ell), dtype=np.float32)
@@ -136,10 +178,7 @@ def bench(n, d, ell):
             error = spectral_error(gram, B, total)
         extra = ""
         if isinstance(model, FrequentDirections):
-            route = "Gram route" if model.block_size_ is None else (
-                f"block {model.block_size_}, {model.n_shrinks_} shrinks"
-            )
-            extra = f"certificate {model.covariance_error_bound() / total:.2e}, {route}"
+            extra = f"certificate {model.covariance_error_bound() / total:.2e}, {route(model)}"
         results[name] = elapsed
         rows.append((name, elapsed, peak, error, extra))
         print(f"  {name}: {elapsed:.3f} s, error {error:.2e} {extra}", flush=True)
@@ -172,7 +211,7 @@ def main(argv=None):
         "approximates.",
         SIZES,
         SIZES[:1],
-        lambda size: bench(*size, SKETCH_SIZE),
+        lambda size: bench(*size[1:], SKETCH_SIZE) if size[0] == "peers" else sweep(*size[1:]),
         argv,
     )
 

@@ -62,12 +62,16 @@ def run_sketchsel(A, max_iters=100):
     return pivots, C, n_iter
 
 
+def check_teneva_fits(n):
+    """teneva.maxvol allocates an N x N permutation matrix: refuse where it would not fit."""
+    if n * n * 8 > 8 * 2**30:
+        raise MemoryError(f"needs an N x N permutation matrix ({n * n * 8 / 2**30:.0f} GiB)")
+
+
 def run_teneva(A, max_iters=100):
     import teneva
 
-    n = A.shape[0]
-    if n * n * 8 > 8 * 2**30:  # its N x N permutation matrix
-        raise MemoryError(f"needs an N x N permutation matrix ({n * n * 8 / 2**30:.0f} GiB)")
+    check_teneva_fits(A.shape[0])
     pivots, C = teneva.maxvol(A, e=1.05, k=max_iters)
     return pivots, C, None
 

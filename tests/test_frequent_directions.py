@@ -4,9 +4,10 @@ import pickle
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
+from scipy.linalg import eigh
 from sklearn.utils._param_validation import InvalidParameterError
 
 from sketchsel import FrequentDirections
@@ -414,6 +415,54 @@ def test_auto_plan_fits_the_memory_budget(sketch_rows, n_features, itemsize):
     else:
         assert block is None
         assert 4 * n_features**2 * 8 <= 128 * 2**20 or sketch_rows >= n_features
+
+
+@st.composite
+def low_rank_plus_noise(draw):
+    """Rows of a signal with singular values ``decay**k`` plus Gaussian noise, D up to 1800."""
+    n_features = draw(st.sampled_from([64, 700, 1000, 1800]))
+    rank = draw(st.integers(1, 80))
+    decay = draw(st.one_of(st.floats(0.5, 1.0), st.floats(0.95, 1.0)))  # flat is the hard case
+    noise = draw(st.sampled_from([0.0, 1e-3, 0.05, 0.3]))
+    n = draw(st.integers(n_features // 2, 2 * n_features))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    A = (rng.standard_normal((n, rank)) * decay ** np.arange(rank)) @ rng.standard_normal(
+        (rank, n_features)
+    )
+    return A + noise * rng.standard_normal((n, n_features))
+
+
+def covariance_error(gram, B):
+    """``||A^T A - B^T B||_2`` from ``gram = A^T A``: its largest eigenvalue (it is PSD for FD)."""
+    d = gram.shape[0]
+    return float(eigh(gram - B.T @ B, eigvals_only=True, subset_by_index=[d - 1, d - 1])[0])
+
+
+@settings(max_examples=10, deadline=None)
+@given(low_rank_plus_noise(), st.integers(1, 40), st.integers(2, 40))
+def test_default_error_and_bound_never_grow_with_sketch_size(A, sketch_size, step):
+    """A larger sketch_size is never less accurate, in measured error or certificate."""
+    gram = A.T @ A
+    tol = 1e-10 * np.trace(gram)
+    errors, bounds = [], []
+    for size in (sketch_size, sketch_size + 1, sketch_size + step):
+        fd = FrequentDirections(size, backend="numpy").fit(A)
+        errors.append(covariance_error(gram, fd.sketch_))
+        bounds.append(fd.covariance_error_bound())
+    assert np.all(np.diff(errors) <= tol), errors
+    assert np.all(np.diff(bounds) <= tol), bounds
+
+
+@pytest.mark.parametrize("sketch_size", [2, 5, 10, 12, 20, 40])
+def test_default_sketch_is_the_best_rank_l_below_the_gram_cap(sketch_size):
+    """Up to 2048 features the default error is lambda_{l+1}(A^T A), the least any rank-l sketch has."""
+    A = make_matrix(3000, 1000, "decaying", 4) + 0.05 * make_matrix(3000, 1000, "flat", 5)
+    fd = FrequentDirections(sketch_size, backend="numpy").fit(A)
+    gram = A.T @ A
+    lam = np.linalg.eigvalsh(gram)[::-1]
+    assert fd.block_size_ is None
+    assert covariance_error(gram, fd.sketch_) == pytest.approx(lam[sketch_size], rel=1e-8)
+    assert fd.covariance_error_bound() == pytest.approx(lam[sketch_size], rel=1e-8)
 
 
 @pytest.mark.parametrize("sketch_rows, block, n_features, route", [

@@ -57,15 +57,16 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     Ghashami et al. 2016); shrinking by the (l+1)-th rather than the l-th
     eigenvalue keeps l directions instead of l - 1, whence the ``l + 1 - k``
     denominator. New rows reach the shrink by one of two routes, chosen from
-    l, n_features and the dtype:
+    n_features:
 
-    - row buffer (large n_features): rows wait in a buffer until
+    - Gram (the default up to 2048 features, while the ``D x D`` float64 Gram
+      matrix and its shrink fit in 128 MiB): rows are folded at once into the
+      Gram matrix, and the shrink runs every ``block_size`` rows, or only when
+      the sketch is read, which gives the best possible rank-l sketch, so the
+      error and its bound never grow with sketch_size;
+    - row buffer (the default above): rows wait in a buffer until
       ``block_size`` have arrived, and the ``(l + block_size)``-square Gram
-      matrix of the stacked rows is decomposed;
-    - Gram (small n_features, when the ``D x D`` float64 Gram matrix is the
-      cheaper state): rows are folded at once into the Gram matrix, and the
-      shrink runs every ``block_size`` rows, or only when the sketch is read,
-      which gives the best possible rank-l sketch.
+      matrix of the stacked rows is decomposed.
 
     Either way the shrink points depend only on the sequence of rows, never on
     how it was split into :meth:`partial_fit` calls, and the work per row is
@@ -83,10 +84,11 @@ class FrequentDirections(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
     block_size : int or "auto", default="auto"
         Rows absorbed between two shrinks. Larger blocks mean fewer
         eigendecompositions and a smaller error; with the row buffer they cost
-        ``block_size x n_features`` memory. "auto" takes the faster route and
-        block by a cost model of the shrink, within 128 MiB; the plan depends
-        only on sketch_size, n_features and the dtype, so a given stream always
-        gives the same sketch.
+        ``block_size x n_features`` memory. "auto" takes the Gram route up to
+        2048 features and above it the fastest row-buffer block by a cost
+        model, within 128 MiB; the plan depends only on sketch_size,
+        n_features and the dtype, so a given stream always gives the same
+        sketch.
     backend : {"auto", "numpy", "cupy", "array_api"}, default=None
         Where to compute; None uses the global setting of
         :func:`sketchsel.set_config`. The fitted arrays live in that

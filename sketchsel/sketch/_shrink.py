@@ -76,35 +76,37 @@ def plan_blocks(sketch_rows, n_features, itemsize, block_size="auto"):
 
     Notes
     -----
-    "auto" takes the faster route by a cost model: the syrk of each row into
-    the D x D Gram against, for the row buffer, the best block among
-    ``sketch_rows`` times a power of two, half of it, and the largest that
-    fits; each within 128 MiB (the Gram route counting the four D x D arrays
-    its shrink needs). The plan depends on the arguments only, so a
-    given stream always gives the same sketch.
+    "auto" takes the Gram route, shrunk only when read, whenever its four
+    D x D float64 arrays fit in 128 MiB (D <= 2048). That gives the best
+    rank-l sketch, ``delta = lambda_{l+1}(A^T A)``, so the error and its bound
+    never grow with sketch_size. A row buffer of about l rows is faster at
+    small l but far less accurate, and choosing between the two by speed made
+    the error jump as sketch_size grew (``benchmarks/bench_fd.py`` measures
+    both). Above 2048 features the row buffer takes the best block by a cost
+    model among ``sketch_rows`` times a power of two, half of it, and the
+    largest that fits in 128 MiB; its error is not guaranteed to be monotone
+    in sketch_size.
+    The plan depends on the arguments only, so a given stream always gives
+    the same sketch.
     """
     if block_size != "auto":
         route = "rows" if sketch_rows + block_size <= n_features else "gram"
         return route, block_size
+    # The Gram state, its copy with the sketch added, and eigh's eigenvectors
+    # and workspace: about four D x D float64 arrays at the shrink.
+    if _GRAM_ROUTE_ARRAYS * n_features * n_features * 8 <= _AUTO_BYTES or sketch_rows == n_features:
+        return "gram", None
     largest = min(n_features - sketch_rows, _AUTO_BYTES // (n_features * itemsize) - sketch_rows)
     candidates = {b for b in (sketch_rows // 2, largest) if b >= 1}
     block = sketch_rows
     while block <= largest:
         candidates.add(block)
         block *= 2
-    # The Gram state, its copy with the sketch added, and eigh's eigenvectors
-    # and workspace: about four D x D float64 arrays at the shrink.
-    gram_fits = _GRAM_ROUTE_ARRAYS * n_features * n_features * 8 <= _AUTO_BYTES
-    gram_cost = n_features * n_features / 2 * _SECONDS_PER_MULADD * itemsize / 4
-    if candidates:
-        best = min(
-            sorted(candidates),
-            key=lambda b: _rows_seconds_per_row(sketch_rows, b, n_features, itemsize),
-        )
-        best_cost = _rows_seconds_per_row(sketch_rows, best, n_features, itemsize)
-        if not gram_fits or best_cost < gram_cost:
-            return "rows", best
-    return "gram", None
+    best = min(
+        sorted(candidates),
+        key=lambda b: _rows_seconds_per_row(sketch_rows, b, n_features, itemsize),
+    )
+    return "rows", best
 
 
 def _top_eigenpairs(xp, gram, k):
