@@ -114,6 +114,13 @@ def spectral_error(gram, B, total):
     return max(abs(eigs[0]), abs(eigs[-1])) / total
 
 
+def exact_gram(X):
+    """``X^T X`` in float64 and its trace, ``||X||_F^2``: the reference for the errors."""
+    X64 = np.asarray(X, dtype=np.float64)
+    gram = X64.T @ X64
+    return gram, float(np.trace(gram))
+
+
 def route(model):
     if model.block_size_ is None:
         return "Gram route"
@@ -123,10 +130,7 @@ def route(model):
 def sweep(n, d):
     """Error, certificate and time of the default plan and an l-row buffer, against l."""
     A = make_matrix(n, d)
-    A64 = A.astype(np.float64)
-    gram = A64.T @ A64
-    total = float(np.trace(gram))
-    del A64
+    gram, total = exact_gram(A)
     plans = [("default", lambda ell: "auto"), ("row buffer, block_size=l", lambda ell: ell)]
     FrequentDirections(4, backend="numpy").fit(A[: 4 * d])  # warm-up
     lines = [
@@ -153,13 +157,10 @@ def bench(n, d, ell):
     A = make_matrix(n, d)
     omega = np.random.default_rng(1).standard_normal((d, ell), dtype=np.float32)
     gemm = min(measure(np.matmul, A, omega)[1] for _ in range(3))
+    gram, total = exact_gram(A)
     A64 = A.astype(np.float64)
-    gram = A64.T @ A64
-    total = float(np.trace(gram))
-    centred = A64 - A64.mean(axis=0)
-    gram_c = centred.T @ centred
-    total_c = float(np.trace(gram_c))
-    del A64, centred
+    gram_c, total_c = exact_gram(A64 - A64.mean(axis=0))
+    del A64
     rows = []
     results = {}
     for name, fn in [

@@ -455,7 +455,7 @@ def test_default_error_and_bound_never_grow_with_sketch_size(A, sketch_size, ste
 
 @pytest.mark.parametrize("sketch_size", [2, 5, 10, 12, 20, 40])
 def test_default_sketch_is_the_best_rank_l_below_the_gram_cap(sketch_size):
-    """Up to 2048 features the default error is lambda_{l+1}(A^T A), the least any rank-l sketch has."""
+    """Up to 2048 features the default error is lambda_{l+1}(A^T A), the least of any rank l."""
     A = make_matrix(3000, 1000, "decaying", 4) + 0.05 * make_matrix(3000, 1000, "flat", 5)
     fd = FrequentDirections(sketch_size, backend="numpy").fit(A)
     gram = A.T @ A
